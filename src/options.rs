@@ -208,7 +208,7 @@ pub fn parse(
                 None => continue,
             },
         };
-        let flag_on = if from_env {
+        let flag_on = if from_env && def.arginfo.is_none() {
             env_flag(&value).map_err(err)?
         } else {
             true
