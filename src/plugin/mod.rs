@@ -3,6 +3,8 @@
 //! `slurmd`. This is the one dispatcher; no hook is handled elsewhere.
 
 mod client;
+mod container_step;
+mod reconcile_step;
 mod slurmd;
 mod stepd;
 
@@ -16,18 +18,25 @@ use crate::spank::{self, Context, Hook, Spank, SpankError};
 pub enum PluginError {
     #[error(transparent)]
     Spank(#[from] SpankError),
+    /// A step that cannot run as asked; the text names the cause and the fix.
+    #[error("{0}")]
+    Step(String),
 }
 
 /// berth's state in one Slurm process (srun, slurmstepd, slurmd).
 pub(crate) struct State {
     /// The plugstack.conf configuration, or why it is unusable.
     pub config: Result<Config, ConfigError>,
+    pub reconcile: reconcile_step::ReconcileState,
+    pub container: container_step::ContainerState,
 }
 
 impl State {
     fn new(args: &[String]) -> State {
         State {
             config: Config::from_args(args),
+            reconcile: Default::default(),
+            container: Default::default(),
         }
     }
 
