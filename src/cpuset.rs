@@ -174,8 +174,14 @@ mod tests {
     #[test]
     fn bad_lists_name_the_text_and_the_problem() {
         let e = CpuSet::parse("0-x").unwrap_err();
-        assert_eq!(e.to_string(), "'0-x' is not a CPU list like 0-3,8: 'x' is not a number");
-        assert!(CpuSet::parse("3-1").unwrap_err().reason.contains("backwards"));
+        assert_eq!(
+            e.to_string(),
+            "'0-x' is not a CPU list like 0-3,8: 'x' is not a number"
+        );
+        assert!(CpuSet::parse("3-1")
+            .unwrap_err()
+            .reason
+            .contains("backwards"));
         assert!(CpuSet::parse("0-99999999").is_err());
         assert!(CpuSet::parse("a").is_err());
     }

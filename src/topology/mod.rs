@@ -56,9 +56,7 @@ impl Topology {
 
     /// A synthetic machine, e.g. `pack:2 numa:2 core:4 pu:2` (hwloc's syntax).
     pub fn synthetic(description: &str) -> Result<Topology, TopologyError> {
-        Topology::from_loaded(&hwloc::Loaded::load(hwloc::Source::Synthetic(
-            description,
-        ))?)
+        Topology::from_loaded(&hwloc::Loaded::load(hwloc::Source::Synthetic(description))?)
     }
 
     /// A machine from an hwloc XML export.
