@@ -65,7 +65,11 @@ pub(super) fn on_hook(
         Hook::Exit => exit(config, state),
         _ => return Ok(()),
     };
-    log::trace!("reconcile: {} took {} us", hook.name(), started.elapsed().as_micros());
+    log::trace!(
+        "reconcile: {} took {} us",
+        hook.name(),
+        started.elapsed().as_micros()
+    );
     outcome
 }
 
@@ -78,7 +82,11 @@ fn target<'a>(cgroups: &'a Cgroups, registry: &'a Registry, sources: &Sources) -
     }
 }
 
-fn init(spank: &mut dyn Spank, config: &Config, state: &mut ReconcileState) -> Result<(), PluginError> {
+fn init(
+    spank: &mut dyn Spank,
+    config: &Config,
+    state: &mut ReconcileState,
+) -> Result<(), PluginError> {
     let sources = Sources::of_this_system();
     let facts = gather_facts(spank, &sources)?;
     if facts.unconstrained() {
@@ -130,20 +138,31 @@ fn user_init(config: &Config, state: &mut ReconcileState) -> Result<(), PluginEr
         return Ok(());
     };
     if let Some(refusal) = &plan.refusal {
-        return Err(PluginError::Step(format!("cpuset_policy=strict: {refusal}")));
+        return Err(PluginError::Step(format!(
+            "cpuset_policy=strict: {refusal}"
+        )));
     }
-    let Some(applied) = state.applied.as_mut() else { return Ok(()) };
-    let _root = process::RootGuard::acquire().map_err(|e| PluginError::Step(format!("cannot regain root: {e}")))?;
+    let Some(applied) = state.applied.as_mut() else {
+        return Ok(());
+    };
+    let _root = process::RootGuard::acquire()
+        .map_err(|e| PluginError::Step(format!("cannot regain root: {e}")))?;
     let cgroups = Cgroups::new(sources.mounts.clone());
     let registry = Registry::new(&config.run_dir);
     let t = target(&cgroups, &registry, sources);
-    if let Some(repair) = apply::protect_new_threads(&t, plan, applied).map_err(ReconcileError::from)? {
+    if let Some(repair) =
+        apply::protect_new_threads(&t, plan, applied).map_err(ReconcileError::from)?
+    {
         log::info!("{repair}");
     }
     Ok(())
 }
 
-fn task_post_fork(spank: &mut dyn Spank, config: &Config, state: &mut ReconcileState) -> Result<(), PluginError> {
+fn task_post_fork(
+    spank: &mut dyn Spank,
+    config: &Config,
+    state: &mut ReconcileState,
+) -> Result<(), PluginError> {
     let (Some(plan), Some(sources)) = (&state.plan, &state.sources) else {
         return Ok(());
     };

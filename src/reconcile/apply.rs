@@ -42,7 +42,11 @@ pub enum ApplyError {
     #[error(transparent)]
     Cgred(#[from] cgred::CgredError),
     #[error("cannot set the CPU affinity of thread {tid} to {cpus}: {error}")]
-    Affinity { tid: i32, cpus: CpuSet, error: std::io::Error },
+    Affinity {
+        tid: i32,
+        cpus: CpuSet,
+        error: std::io::Error,
+    },
     #[error("cannot read slurmstepd's start time")]
     NoStartTime,
 }
@@ -90,7 +94,12 @@ fn do_action(t: &Target<'_>, action: &Action, applied: &mut Applied) -> Result<(
             let h = holder(applied)?;
             let union = |add: &CpuSet| {
                 let add = add.clone();
-                move |cur: &str| CpuSet::parse(cur).unwrap_or_default().union(&add).to_string()
+                move |cur: &str| {
+                    CpuSet::parse(cur)
+                        .unwrap_or_default()
+                        .union(&add)
+                        .to_string()
+                }
             };
             let (cpus_file, mems_file) = ("cpuset.cpus", "cpuset.mems");
             // mems first: a v1 cpuset with CPUs and no memory node is invalid
@@ -100,7 +109,11 @@ fn do_action(t: &Target<'_>, action: &Action, applied: &mut Applied) -> Result<(
             })?;
         }
         Action::MoveToCpuset { group } => cg.move_process(group, t.pid)?,
-        Action::JoinCpuGroup { group, create, weight } => {
+        Action::JoinCpuGroup {
+            group,
+            create,
+            weight,
+        } => {
             let h = holder(applied)?;
             if applied.original_cpu_group.is_none() {
                 applied.original_cpu_group = Membership::of_pid(t.pid)?.cpu_group(&cg.mounts);
@@ -141,18 +154,26 @@ pub fn apply(t: &Target<'_>, plan: &Plan) -> Result<Applied, ApplyError> {
 /// not covered by the registration): registers the new threads, and if
 /// cgrulesengd already moved slurmstepd into a forbidden group, moves it back
 /// and resets its affinity. Returns what was repaired, if anything.
-pub fn protect_new_threads(t: &Target<'_>, plan: &Plan, applied: &mut Applied) -> Result<Option<String>, ApplyError> {
+pub fn protect_new_threads(
+    t: &Target<'_>,
+    plan: &Plan,
+    applied: &mut Applied,
+) -> Result<Option<String>, ApplyError> {
     if plan.actions.contains(&Action::RegisterWithCgred) {
         register_threads(t, applied)?;
     }
-    let Some(home) = applied.home.clone() else { return Ok(None) };
+    let Some(home) = applied.home.clone() else {
+        return Ok(None);
+    };
     let now = Membership::of_pid(t.pid)?.cpuset_group(&t.cgroups.mounts);
     match now {
         Some(g) if plan.forbidden.contains(&g) => {
             t.cgroups.move_process(&home, t.pid)?;
             let cpus = t.cgroups.cpuset(&home)?.effective_cpus;
             reset_affinity(t.pid, &cpus)?;
-            Ok(Some(format!("slurmstepd was moved to {g}; moved it back to {home}")))
+            Ok(Some(format!(
+                "slurmstepd was moved to {g}; moved it back to {home}"
+            )))
         }
         _ => Ok(None),
     }
@@ -161,7 +182,11 @@ pub fn protect_new_threads(t: &Target<'_>, plan: &Plan, applied: &mut Applied) -
 /// In task_post_fork (parent, root, after Slurm bound the task and before it
 /// is released): a task found in a forbidden group goes back to
 /// slurmstepd's group; an affinity outside the allocation is clipped to it.
-pub fn verify_task(t: &Target<'_>, plan: &Plan, task_pid: i32) -> Result<Option<String>, ApplyError> {
+pub fn verify_task(
+    t: &Target<'_>,
+    plan: &Plan,
+    task_pid: i32,
+) -> Result<Option<String>, ApplyError> {
     let mut repairs = Vec::new();
     let mounts = &t.cgroups.mounts;
     let task_group = Membership::of_pid(task_pid)?.cpuset_group(mounts);
@@ -179,7 +204,11 @@ pub fn verify_task(t: &Target<'_>, plan: &Plan, task_pid: i32) -> Result<Option<
     })?;
     if !affinity.is_subset(&plan.allowed_cpus) {
         let cpus = affinity.intersection(&plan.allowed_cpus);
-        let cpus = if cpus.is_empty() { plan.allowed_cpus.clone() } else { cpus };
+        let cpus = if cpus.is_empty() {
+            plan.allowed_cpus.clone()
+        } else {
+            cpus
+        };
         for tid in process::threads(task_pid) {
             process::set_affinity(tid, &cpus).map_err(|error| ApplyError::Affinity {
                 tid,
@@ -187,7 +216,9 @@ pub fn verify_task(t: &Target<'_>, plan: &Plan, task_pid: i32) -> Result<Option<
                 error,
             })?;
         }
-        repairs.push(format!("task pid {task_pid} had CPUs {affinity}: set to {cpus}"));
+        repairs.push(format!(
+            "task pid {task_pid} had CPUs {affinity}: set to {cpus}"
+        ));
     }
     Ok((!repairs.is_empty()).then(|| repairs.join("; ")))
 }

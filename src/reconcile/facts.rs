@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::rules::{self, Destination, Identity};
-use crate::cgroup::{cgconfig, cgred, CgroupError, Cgroups, CpusetState, Group, Hierarchy, Membership, Mounts};
+use crate::cgroup::{
+    cgconfig, cgred, CgroupError, Cgroups, CpusetState, Group, Hierarchy, Membership, Mounts,
+};
 use crate::cpuset::CpuSet;
 use crate::topology::{Topology, TopologyError};
 
@@ -132,7 +134,12 @@ pub fn node_resources() -> Result<(CpuSet, CpuSet), FactsError> {
 }
 
 /// Where process `pid` is, in the trees under `mounts`.
-pub fn placement(cg: &Cgroups, membership: &Membership, pid: i32, affinity: CpuSet) -> Result<Placement, FactsError> {
+pub fn placement(
+    cg: &Cgroups,
+    membership: &Membership,
+    pid: i32,
+    affinity: CpuSet,
+) -> Result<Placement, FactsError> {
     let cpuset_group = membership.cpuset_group(&cg.mounts);
     let cpuset = match &cpuset_group {
         Some(g) => Some(cg.cpuset(g)?),
@@ -149,7 +156,11 @@ pub fn placement(cg: &Cgroups, membership: &Membership, pid: i32, affinity: CpuS
 
 /// What the cgrules.conf rules do to this user, if any rule concerns the
 /// cpuset or cpu controller.
-pub fn rule_facts(cg: &Cgroups, sources: &Sources, user: &Identity) -> Result<Option<RuleFacts>, FactsError> {
+pub fn rule_facts(
+    cg: &Cgroups,
+    sources: &Sources,
+    user: &Identity,
+) -> Result<Option<RuleFacts>, FactsError> {
     let rules = rules::read(&sources.cgrules)?;
     if rules.is_empty() {
         return Ok(None);
@@ -159,11 +170,19 @@ pub fn rule_facts(cg: &Cgroups, sources: &Sources, user: &Identity) -> Result<Op
     if cpuset.is_none() && cpu.is_none() {
         return Ok(None);
     }
-    let hierarchy = if cg.mounts.cpuset_v1.is_some() { Hierarchy::CpusetV1 } else { Hierarchy::Unified };
+    let hierarchy = if cg.mounts.cpuset_v1.is_some() {
+        Hierarchy::CpusetV1
+    } else {
+        Hierarchy::Unified
+    };
     let cpuset_state = match &cpuset {
         Some(d) if !d.per_process => {
             let g = Group::new(hierarchy, &d.path);
-            if cg.exists(&g) { Some(cg.cpuset(&g)?) } else { None }
+            if cg.exists(&g) {
+                Some(cg.cpuset(&g)?)
+            } else {
+                None
+            }
         }
         _ => None,
     };
@@ -215,7 +234,11 @@ fn add_weights(facts: &mut Facts, cg: &Cgroups, sources: &Sources) {
         return;
     }
     let groups = cgconfig::read(&sources.cgconfig, &sources.cgconfig_d);
-    let cpu_hierarchy = if cg.mounts.cpu_v1.is_some() { Hierarchy::CpuV1 } else { Hierarchy::Unified };
+    let cpu_hierarchy = if cg.mounts.cpu_v1.is_some() {
+        Hierarchy::CpuV1
+    } else {
+        Hierarchy::Unified
+    };
     for p in paths {
         if let Some(w) = cgconfig::configured_weight(&groups, &p) {
             facts.configured_weights.insert(p.clone(), w);
@@ -233,7 +256,8 @@ impl Facts {
     /// allocation can conflict and the topology need not be loaded.
     pub fn unconstrained(&self) -> bool {
         let cpuset_full = self.placement.cpuset.as_ref().is_none_or(|c| {
-            self.node_cpus.is_subset(&c.effective_cpus) && self.node_mems.is_subset(&c.effective_mems)
+            self.node_cpus.is_subset(&c.effective_cpus)
+                && self.node_mems.is_subset(&c.effective_mems)
         });
         let rule_idle = self.rule.as_ref().is_none_or(|r| !r.daemon);
         cpuset_full && self.node_cpus.is_subset(&self.placement.affinity) && rule_idle

@@ -23,7 +23,10 @@ pub enum Conflict {
     },
     /// slurmstepd's CPU affinity (e.g. slurmd started under taskset) lacks
     /// CPUs of the allocation.
-    Affinity { affinity: CpuSet, missing_cpus: CpuSet },
+    Affinity {
+        affinity: CpuSet,
+        missing_cpus: CpuSet,
+    },
     /// A running cgrulesengd will move the user's processes into this group.
     Rule {
         line: usize,
@@ -38,8 +41,15 @@ pub enum Conflict {
 impl Conflict {
     pub fn describe(&self) -> String {
         match self {
-            Conflict::Cpuset { group, cpus, mems, missing_cpus, missing_mems } => {
-                let mut s = format!("slurmd's cpuset {group} (CPUs {cpus}, memory nodes {mems}) lacks");
+            Conflict::Cpuset {
+                group,
+                cpus,
+                mems,
+                missing_cpus,
+                missing_mems,
+            } => {
+                let mut s =
+                    format!("slurmd's cpuset {group} (CPUs {cpus}, memory nodes {mems}) lacks");
                 if !missing_cpus.is_empty() {
                     s += &format!(" CPUs {missing_cpus}");
                 }
@@ -51,11 +61,22 @@ impl Conflict {
                 }
                 s
             }
-            Conflict::Affinity { affinity, missing_cpus } => {
+            Conflict::Affinity {
+                affinity,
+                missing_cpus,
+            } => {
                 format!("slurmd's CPU affinity {affinity} lacks CPUs {missing_cpus}")
             }
-            Conflict::Rule { line, group, cpus, missing_cpus, .. } => {
-                let cpus = cpus.as_ref().map_or("not yet created".to_string(), |c| format!("CPUs {c}"));
+            Conflict::Rule {
+                line,
+                group,
+                cpus,
+                missing_cpus,
+                ..
+            } => {
+                let cpus = cpus
+                    .as_ref()
+                    .map_or("not yet created".to_string(), |c| format!("CPUs {c}"));
                 let lack = if missing_cpus.is_empty() {
                     "and would undo Slurm's binding".to_string()
                 } else {
@@ -76,12 +97,20 @@ pub enum Action {
     RegisterWithCgred,
     /// Widen a cpuset (each group root first) so it holds the allocation;
     /// restored when no step needs it any more.
-    Widen { group: Group, cpus: CpuSet, mems: CpuSet },
+    Widen {
+        group: Group,
+        cpus: CpuSet,
+        mems: CpuSet,
+    },
     /// Move slurmstepd (all its threads) into this cpuset group.
     MoveToCpuset { group: Group },
     /// Put slurmstepd (and so its tasks) in this group for the cpu
     /// controller; create it if missing; set its weight if given.
-    JoinCpuGroup { group: Group, create: bool, weight: Option<u64> },
+    JoinCpuGroup {
+        group: Group,
+        create: bool,
+        weight: Option<u64>,
+    },
     /// Set the affinity of every slurmstepd thread (the kernel remembers a
     /// mask set under slurmd, e.g. by its topology scan on kernels >= 6.2).
     ResetAffinity { cpus: CpuSet },
@@ -91,7 +120,9 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::RegisterWithCgred => "registered the step with cgrulesengd as unchanged".into(),
-            Action::Widen { group, cpus, mems } => format!("widened {group} to CPUs {cpus} memory nodes {mems}"),
+            Action::Widen { group, cpus, mems } => {
+                format!("widened {group} to CPUs {cpus} memory nodes {mems}")
+            }
             Action::MoveToCpuset { group } => format!("moved the step to {group}"),
             Action::JoinCpuGroup { group, weight, .. } => match weight {
                 Some(w) => format!("kept its weight as {group} {}={w}", weight_file(group)),
@@ -147,7 +178,11 @@ impl Plan {
             return format!("{head}; cpuset_policy=off: left as is");
         }
         let actions: Vec<String> = self.actions.iter().map(Action::describe).collect();
-        format!("{head}; cpuset_policy={}: {}", self.policy, actions.join(", "))
+        format!(
+            "{head}; cpuset_policy={}: {}",
+            self.policy,
+            actions.join(", ")
+        )
     }
 }
 
@@ -182,18 +217,27 @@ fn conflicts(facts: &Facts, alloc: &Allocation) -> Vec<Conflict> {
     }
     let missing = alloc.cpus.difference(&p.affinity);
     if !missing.is_empty() {
-        out.push(Conflict::Affinity { affinity: p.affinity.clone(), missing_cpus: missing });
+        out.push(Conflict::Affinity {
+            affinity: p.affinity.clone(),
+            missing_cpus: missing,
+        });
     }
     if let Some(rule) = facts.rule.as_ref().filter(|r| r.daemon) {
         if let Some(dest) = &rule.cpuset {
-            let hierarchy = p.cpuset_group.as_ref().map_or(Hierarchy::CpusetV1, |g| g.hierarchy);
+            let hierarchy = p
+                .cpuset_group
+                .as_ref()
+                .map_or(Hierarchy::CpusetV1, |g| g.hierarchy);
             let state = rule.cpuset_state.as_ref();
             out.push(Conflict::Rule {
                 line: dest.line,
                 group: Group::new(hierarchy, &dest.path),
                 cpus: state.map(|s| s.effective_cpus.clone()),
-                missing_cpus: state.map_or(alloc.cpus.clone(), |s| alloc.cpus.difference(&s.effective_cpus)),
-                missing_mems: state.map_or(CpuSet::new(), |s| alloc.mems.difference(&s.effective_mems)),
+                missing_cpus: state.map_or(alloc.cpus.clone(), |s| {
+                    alloc.cpus.difference(&s.effective_cpus)
+                }),
+                missing_mems: state
+                    .map_or(CpuSet::new(), |s| alloc.mems.difference(&s.effective_mems)),
             });
         } else if let Some(dest) = &rule.cpu {
             // A cpu-only rule moves nothing out of its cpuset; it only needs
@@ -219,7 +263,11 @@ fn refusal(conflicts: &[Conflict], alloc: &Allocation) -> String {
 }
 
 /// The cpu group that keeps the external group's intent as a weight.
-fn weight_action(facts: &Facts, external: &Group, external_cpus: Option<&CpuSet>) -> Option<Action> {
+fn weight_action(
+    facts: &Facts,
+    external: &Group,
+    external_cpus: Option<&CpuSet>,
+) -> Option<Action> {
     let hierarchy = if facts.mounts.cpu_v1.is_some() {
         Hierarchy::CpuV1
     } else if facts.mounts.unified.is_some() {
@@ -230,7 +278,10 @@ fn weight_action(facts: &Facts, external: &Group, external_cpus: Option<&CpuSet>
     // v1: the same path in the cpu hierarchy. v2 has one tree, where that
     // path is the narrow cpuset itself: weigh a sibling of the root instead.
     let group = match hierarchy {
-        Hierarchy::Unified => Group::new(hierarchy, &format!("/berth-weight{}", external.path.replace('/', "-"))),
+        Hierarchy::Unified => Group::new(
+            hierarchy,
+            &format!("/berth-weight{}", external.path.replace('/', "-")),
+        ),
         _ => external.in_hierarchy(hierarchy),
     };
     let exists = hierarchy != Hierarchy::Unified && facts.live_weights.contains_key(&external.path);
@@ -240,20 +291,36 @@ fn weight_action(facts: &Facts, external: &Group, external_cpus: Option<&CpuSet>
         _ => V1_DEFAULT_SHARES,
     };
     let has_weight = configured
-        || hierarchy != Hierarchy::Unified && facts.live_weights.get(&external.path).is_some_and(|&w| w != live_default);
+        || hierarchy != Hierarchy::Unified
+            && facts
+                .live_weights
+                .get(&external.path)
+                .is_some_and(|&w| w != live_default);
     let weight = if has_weight {
         None
     } else {
-        let allowed = external_cpus.map_or(facts.node_cpus.len(), |c| c.intersection(&facts.node_cpus).len());
-        Some(proportional_weight(allowed, facts.node_cpus.len(), hierarchy))
+        let allowed = external_cpus.map_or(facts.node_cpus.len(), |c| {
+            c.intersection(&facts.node_cpus).len()
+        });
+        Some(proportional_weight(
+            allowed,
+            facts.node_cpus.len(),
+            hierarchy,
+        ))
     };
-    Some(Action::JoinCpuGroup { group, create: !exists, weight })
+    Some(Action::JoinCpuGroup {
+        group,
+        create: !exists,
+        weight,
+    })
 }
 
 /// Each group from the root's child down to `group` that lacks part of the
 /// allocation, with its widened sets (the root is never narrowed).
 fn widen_lineage(group: &Group, state: Option<&CpusetState>, alloc: &Allocation) -> Vec<Action> {
-    let Some(state) = state else { return Vec::new() };
+    let Some(state) = state else {
+        return Vec::new();
+    };
     // Ancestors must hold whatever a child holds; widening every level from
     // the top to the same union is safe whatever they held before.
     let cpus = state.cpus.union(&alloc.cpus);
@@ -262,7 +329,11 @@ fn widen_lineage(group: &Group, state: Option<&CpusetState>, alloc: &Allocation)
         .lineage()
         .into_iter()
         .filter(|g| !g.is_root())
-        .map(|g| Action::Widen { group: g, cpus: cpus.clone(), mems: mems.clone() })
+        .map(|g| Action::Widen {
+            group: g,
+            cpus: cpus.clone(),
+            mems: mems.clone(),
+        })
         .collect()
 }
 
@@ -284,21 +355,28 @@ pub fn plan(facts: &Facts, alloc: &Allocation, policy: CpusetPolicy) -> Plan {
         plan.refusal = Some(refusal(&conflicts, alloc));
         return plan;
     }
-    let root = facts.placement.cpuset_group.as_ref().map(|g| Group::new(g.hierarchy, "/"));
+    let root = facts
+        .placement
+        .cpuset_group
+        .as_ref()
+        .map(|g| Group::new(g.hierarchy, "/"));
     let mut affinity_target = facts.node_cpus.clone();
     for conflict in &conflicts {
         match (conflict, policy) {
             (Conflict::Rule { .. }, _) => plan.actions.push(Action::RegisterWithCgred),
             (Conflict::Cpuset { group, .. }, CpusetPolicy::Shares) => {
                 if let Some(root) = &root {
-                    plan.actions.push(Action::MoveToCpuset { group: root.clone() });
+                    plan.actions.push(Action::MoveToCpuset {
+                        group: root.clone(),
+                    });
                 }
                 let cpus = facts.placement.cpuset.as_ref().map(|s| &s.effective_cpus);
                 plan.actions.extend(weight_action(facts, group, cpus));
                 plan.forbidden.push(group.clone());
             }
             (Conflict::Cpuset { group, .. }, _) => {
-                plan.actions.extend(widen_lineage(group, facts.placement.cpuset.as_ref(), alloc));
+                plan.actions
+                    .extend(widen_lineage(group, facts.placement.cpuset.as_ref(), alloc));
                 if let Some(s) = &facts.placement.cpuset {
                     affinity_target = s.effective_cpus.union(&alloc.cpus);
                 }
@@ -312,18 +390,23 @@ pub fn plan(facts: &Facts, alloc: &Allocation, policy: CpusetPolicy) -> Plan {
         if let Conflict::Rule { group, cpus, .. } = conflict {
             let state = facts.rule.as_ref().and_then(|r| r.cpuset_state.as_ref());
             if policy == CpusetPolicy::Shares {
-                plan.actions.extend(weight_action(facts, group, cpus.as_ref()));
+                plan.actions
+                    .extend(weight_action(facts, group, cpus.as_ref()));
                 plan.forbidden.push(group.clone());
             } else if state.is_some() {
                 plan.actions.extend(widen_lineage(group, state, alloc));
-                plan.actions.push(Action::MoveToCpuset { group: group.clone() });
+                plan.actions.push(Action::MoveToCpuset {
+                    group: group.clone(),
+                });
                 if let Some(s) = state {
                     affinity_target = s.effective_cpus.union(&alloc.cpus);
                 }
             }
         }
     }
-    plan.actions.push(Action::ResetAffinity { cpus: affinity_target });
+    plan.actions.push(Action::ResetAffinity {
+        cpus: affinity_target,
+    });
     dedup(&mut plan.actions);
     plan
 }
@@ -353,7 +436,12 @@ mod tests {
     }
 
     fn state(cpus: &str, mems: &str) -> CpusetState {
-        CpusetState { cpus: set(cpus), mems: set(mems), effective_cpus: set(cpus), effective_mems: set(mems) }
+        CpusetState {
+            cpus: set(cpus),
+            mems: set(mems),
+            effective_cpus: set(cpus),
+            effective_mems: set(mems),
+        }
     }
 
     /// slurmstepd on a 2-socket, 4-NUMA, SMT machine (`pack:2 numa:2 core:4 pu:2`).
@@ -373,7 +461,13 @@ mod tests {
                 cpu_group: Some(Group::new(Hierarchy::CpuV1, "/")),
                 affinity: set(affinity),
             },
-            user: Identity { uid: 5002, user: "alice".into(), gid: 5002, group: "alice".into(), groups: vec![] },
+            user: Identity {
+                uid: 5002,
+                user: "alice".into(),
+                gid: 5002,
+                group: "alice".into(),
+                groups: vec![],
+            },
             rule: None,
             configured_weights: Default::default(),
             live_weights: Default::default(),
@@ -392,7 +486,10 @@ mod tests {
         let p = plan(&f, &alloc("4-5"), CpusetPolicy::Shares);
         assert!(p.is_noop());
         assert!(p.actions.is_empty());
-        assert_eq!(p.summary(&alloc("4-5")), "no external cpuset constraint on CPUs 8-11");
+        assert_eq!(
+            p.summary(&alloc("4-5")),
+            "no external cpuset constraint on CPUs 8-11"
+        );
     }
 
     #[test]
@@ -421,8 +518,14 @@ mod tests {
         assert_eq!(
             p.actions,
             vec![
-                Action::MoveToCpuset { group: Group::new(Hierarchy::CpusetV1, "/") },
-                Action::JoinCpuGroup { group: Group::new(Hierarchy::CpuV1, "/ext"), create: true, weight: Some(256) },
+                Action::MoveToCpuset {
+                    group: Group::new(Hierarchy::CpusetV1, "/")
+                },
+                Action::JoinCpuGroup {
+                    group: Group::new(Hierarchy::CpuV1, "/ext"),
+                    create: true,
+                    weight: Some(256)
+                },
                 Action::ResetAffinity { cpus: set("0-31") },
             ]
         );
@@ -452,8 +555,16 @@ mod tests {
         assert_eq!(
             p.actions,
             vec![
-                Action::Widen { group: Group::new(Hierarchy::CpusetV1, "/site"), cpus: set("0-9"), mems: set("0-1") },
-                Action::Widen { group: Group::new(Hierarchy::CpusetV1, "/site/ext"), cpus: set("0-9"), mems: set("0-1") },
+                Action::Widen {
+                    group: Group::new(Hierarchy::CpusetV1, "/site"),
+                    cpus: set("0-9"),
+                    mems: set("0-1")
+                },
+                Action::Widen {
+                    group: Group::new(Hierarchy::CpusetV1, "/site/ext"),
+                    cpus: set("0-9"),
+                    mems: set("0-1")
+                },
                 Action::ResetAffinity { cpus: set("0-9") },
             ]
         );
@@ -467,7 +578,10 @@ mod tests {
         let r = p.refusal.unwrap();
         assert!(r.contains("cpuset:/ext (CPUs 0, memory nodes 0)"), "{r}");
         assert!(r.contains("allocated CPUs 2-3"), "{r}");
-        assert!(r.contains("cpuset_policy=shares or cpuset_policy=widen"), "{r}");
+        assert!(
+            r.contains("cpuset_policy=shares or cpuset_policy=widen"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -475,20 +589,33 @@ mod tests {
         let f = facts("/ext", state("0", "0"), "0");
         let p = plan(&f, &alloc("1"), CpusetPolicy::Off);
         assert!(p.actions.is_empty() && p.refusal.is_none());
-        assert!(p.summary(&alloc("1")).ends_with("cpuset_policy=off: left as is"));
+        assert!(p
+            .summary(&alloc("1"))
+            .ends_with("cpuset_policy=off: left as is"));
     }
 
     #[test]
     fn a_narrow_affinity_alone_is_reset() {
         let f = facts("/", state("0-31", "0-3"), "0");
         let p = plan(&f, &alloc("1"), CpusetPolicy::Shares);
-        assert_eq!(p.conflicts, vec![Conflict::Affinity { affinity: set("0"), missing_cpus: set("2-3") }]);
+        assert_eq!(
+            p.conflicts,
+            vec![Conflict::Affinity {
+                affinity: set("0"),
+                missing_cpus: set("2-3")
+            }]
+        );
         assert_eq!(p.actions, vec![Action::ResetAffinity { cpus: set("0-31") }]);
     }
 
     fn with_rule(mut f: Facts, daemon: bool, dest_state: Option<CpusetState>) -> Facts {
         f.rule = Some(RuleFacts {
-            cpuset: Some(Destination { path: "/users".into(), line: 3, process: None, per_process: false }),
+            cpuset: Some(Destination {
+                path: "/users".into(),
+                line: 3,
+                process: None,
+                per_process: false,
+            }),
             cpuset_state: dest_state,
             cpu: None,
             daemon,
@@ -498,14 +625,22 @@ mod tests {
 
     #[test]
     fn a_cgrules_rule_counts_only_while_the_daemon_runs() {
-        let f = with_rule(facts("/", state("0-31", "0-3"), "0-31"), false, Some(state("0", "0")));
+        let f = with_rule(
+            facts("/", state("0-31", "0-3"), "0-31"),
+            false,
+            Some(state("0", "0")),
+        );
         assert!(f.unconstrained());
         assert!(plan(&f, &alloc("1"), CpusetPolicy::Shares).is_noop());
     }
 
     #[test]
     fn shares_registers_with_cgred_and_weighs_the_rules_group() {
-        let f = with_rule(facts("/", state("0-31", "0-3"), "0-31"), true, Some(state("0-7", "0")));
+        let f = with_rule(
+            facts("/", state("0-31", "0-3"), "0-31"),
+            true,
+            Some(state("0-7", "0")),
+        );
         let p = plan(&f, &alloc("1"), CpusetPolicy::Shares);
         assert_eq!(p.actions[0], Action::RegisterWithCgred);
         assert!(p.actions.contains(&Action::JoinCpuGroup {
@@ -520,14 +655,24 @@ mod tests {
 
     #[test]
     fn widen_on_a_rule_widens_and_joins_the_rules_group() {
-        let f = with_rule(facts("/", state("0-31", "0-3"), "0-31"), true, Some(state("0", "0")));
+        let f = with_rule(
+            facts("/", state("0-31", "0-3"), "0-31"),
+            true,
+            Some(state("0", "0")),
+        );
         let p = plan(&f, &alloc("1"), CpusetPolicy::Widen);
         assert_eq!(
             p.actions,
             vec![
                 Action::RegisterWithCgred,
-                Action::Widen { group: Group::new(Hierarchy::CpusetV1, "/users"), cpus: set("0,2-3"), mems: set("0") },
-                Action::MoveToCpuset { group: Group::new(Hierarchy::CpusetV1, "/users") },
+                Action::Widen {
+                    group: Group::new(Hierarchy::CpusetV1, "/users"),
+                    cpus: set("0,2-3"),
+                    mems: set("0")
+                },
+                Action::MoveToCpuset {
+                    group: Group::new(Hierarchy::CpusetV1, "/users")
+                },
                 Action::ResetAffinity { cpus: set("0,2-3") },
             ]
         );
@@ -540,9 +685,15 @@ mod tests {
         assert_eq!(proportional_weight(0, 64, Hierarchy::CpuV1), 2);
         let mut f = facts("/slice/ext", state("0-3", "0"), "0-31");
         f.placement.cpuset_group = Some(Group::new(Hierarchy::Unified, "/slice/ext"));
-        f.mounts = Mounts { cpuset_v1: None, cpu_v1: None, unified: Some("/sys/fs/cgroup".into()) };
+        f.mounts = Mounts {
+            cpuset_v1: None,
+            cpu_v1: None,
+            unified: Some("/sys/fs/cgroup".into()),
+        };
         let p = plan(&f, &alloc("4"), CpusetPolicy::Shares);
-        assert!(p.actions.contains(&Action::MoveToCpuset { group: Group::new(Hierarchy::Unified, "/") }));
+        assert!(p.actions.contains(&Action::MoveToCpuset {
+            group: Group::new(Hierarchy::Unified, "/")
+        }));
         assert!(p.actions.contains(&Action::JoinCpuGroup {
             group: Group::new(Hierarchy::Unified, "/berth-weight-slice-ext"),
             create: true,

@@ -37,7 +37,10 @@ pub fn set_affinity(tid: i32, cpus: &CpuSet) -> io::Result<()> {
     // SAFETY: as above; CPU_SET only touches bits below CPU_SETSIZE.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in cpus.iter().filter(|&c| (c as usize) < libc::CPU_SETSIZE as usize) {
+        for c in cpus
+            .iter()
+            .filter(|&c| (c as usize) < libc::CPU_SETSIZE as usize)
+        {
             libc::CPU_SET(c as usize, &mut set);
         }
         if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
@@ -113,10 +116,16 @@ fn user_name(uid: u32) -> Option<String> {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut buf = vec![0 as libc::c_char; 4096];
         let mut out: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) != 0 || out.is_null() {
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) != 0
+            || out.is_null()
+        {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+        Some(
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }
 
@@ -126,10 +135,16 @@ fn group_name(gid: u32) -> Option<String> {
         let mut grp: libc::group = std::mem::zeroed();
         let mut buf = vec![0 as libc::c_char; 16384];
         let mut out: *mut libc::group = std::ptr::null_mut();
-        if libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) != 0 || out.is_null() {
+        if libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) != 0
+            || out.is_null()
+        {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
+        Some(
+            std::ffi::CStr::from_ptr(grp.gr_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }
 

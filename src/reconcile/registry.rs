@@ -77,11 +77,16 @@ impl Drop for Lock {
 
 impl Registry {
     pub fn new(run_dir: &Path) -> Registry {
-        Registry { dir: run_dir.join("reconcile") }
+        Registry {
+            dir: run_dir.join("reconcile"),
+        }
     }
 
     fn io(path: &Path) -> impl Fn(io::Error) -> RegistryError + '_ {
-        move |error| RegistryError::Io { path: path.to_path_buf(), error }
+        move |error| RegistryError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
     }
 
     fn lock(&self) -> Result<Lock, RegistryError> {
@@ -154,18 +159,18 @@ impl State {
         file: &str,
         value: impl FnOnce(&str) -> String,
     ) -> Result<(), RegistryError> {
-        let resource = Resource::File { group: group.clone(), file: file.to_string() };
+        let resource = Resource::File {
+            group: group.clone(),
+            file: file.to_string(),
+        };
         let current = cg.read(group, file)?.trim().to_string();
         let new = value(&current);
         if new != current {
             cg.write(group, file, &new)?;
         }
         match self.find(&resource) {
-            Some(e) => {
-                if !e.holders.contains(&holder) {
-                    e.holders.push(holder);
-                }
-            }
+            Some(e) if !e.holders.contains(&holder) => e.holders.push(holder),
+            Some(_) => {}
             None if new != current => self.entries.push(Entry {
                 resource,
                 original: Some(current),
@@ -178,8 +183,15 @@ impl State {
 
     /// Creates a group shared by steps (an existing group not made by berth
     /// is used as it is and never removed).
-    pub fn create_group(&mut self, cg: &Cgroups, holder: Holder, group: &Group) -> Result<(), RegistryError> {
-        let resource = Resource::Created { group: group.clone() };
+    pub fn create_group(
+        &mut self,
+        cg: &Cgroups,
+        holder: Holder,
+        group: &Group,
+    ) -> Result<(), RegistryError> {
+        let resource = Resource::Created {
+            group: group.clone(),
+        };
         if let Some(e) = self.find(&resource) {
             if !e.holders.contains(&holder) {
                 e.holders.push(holder);
@@ -190,7 +202,11 @@ impl State {
             return Ok(());
         }
         cg.create(group)?;
-        self.entries.push(Entry { resource, original: None, holders: vec![holder] });
+        self.entries.push(Entry {
+            resource,
+            original: None,
+            holders: vec![holder],
+        });
         Ok(())
     }
 
@@ -247,13 +263,22 @@ mod tests {
         let reg = Registry::new(&dir.path().join("run"));
         let ext = Group::new(Hierarchy::CpusetV1, "/ext");
         let me = Holder::this_process().unwrap();
-        let other = Holder { pid: me.pid, start: me.start + 1 }; // a dead step
+        let other = Holder {
+            pid: me.pid,
+            start: me.start + 1,
+        }; // a dead step
         let widen = |add: &'static str| {
             move |cur: &str| {
-                crate::cpuset::CpuSet::parse(cur).unwrap().union(&crate::cpuset::CpuSet::parse(add).unwrap()).to_string()
+                crate::cpuset::CpuSet::parse(cur)
+                    .unwrap()
+                    .union(&crate::cpuset::CpuSet::parse(add).unwrap())
+                    .to_string()
             }
         };
-        reg.with(&cg, |s| s.set_file(&cg, me, &ext, "cpuset.cpus", widen("1"))).unwrap();
+        reg.with(&cg, |s| {
+            s.set_file(&cg, me, &ext, "cpuset.cpus", widen("1"))
+        })
+        .unwrap();
         assert_eq!(cg.read(&ext, "cpuset.cpus").unwrap(), "0-1");
         // a second step widens further and shares the entry
         reg.with(&cg, |s| {
@@ -287,13 +312,17 @@ mod tests {
         reg.with(&cg, |s| s.create_group(&cg, me, &g)).unwrap();
         assert!(cg.exists(&g));
         let existing = Group::new(Hierarchy::CpuV1, "/existing");
-        reg.with(&cg, |s| s.create_group(&cg, me, &existing)).unwrap();
+        reg.with(&cg, |s| s.create_group(&cg, me, &existing))
+            .unwrap();
         reg.with(&cg, |s| {
             s.release(&cg, me);
             Ok(())
         })
         .unwrap();
         assert!(!cg.exists(&g));
-        assert!(cg.exists(&existing), "a group berth did not make is never removed");
+        assert!(
+            cg.exists(&existing),
+            "a group berth did not make is never removed"
+        );
     }
 }

@@ -206,9 +206,7 @@ mod tests {
         let mut block_map = Vec::new();
         for socket in machine {
             for core in socket {
-                for t in 0..threads {
-                    block_map.push(core[t]);
-                }
+                block_map.extend(core.iter().take(threads));
             }
         }
         let mut mac = CpuSet::new();
