@@ -1,1 +1,338 @@
-//! (being built)
+//! berth's settings, from the plugstack.conf arguments
+//! (`required /path/libberth.so key=value ...`).
+//!
+//! One parser serves the plugin and `berth doctor`. Every key has a default;
+//! an unknown key or a bad value is an error naming the key, the value and
+//! what is accepted.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// What berth does when an external cpuset excludes Slurm's allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpusetPolicy {
+    /// Leave the external cpuset; keep its intent as a cpu weight.
+    Shares,
+    /// Add the allocation to the external cpuset while steps need it.
+    Widen,
+    /// Fail the step early with a clear message.
+    Strict,
+    /// Do nothing.
+    Off,
+}
+
+impl CpusetPolicy {
+    pub const ACCEPTED: &'static str = "shares, widen, strict, off";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpusetPolicy::Shares => "shares",
+            CpusetPolicy::Widen => "widen",
+            CpusetPolicy::Strict => "strict",
+            CpusetPolicy::Off => "off",
+        }
+    }
+}
+
+impl FromStr for CpusetPolicy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "shares" => Ok(CpusetPolicy::Shares),
+            "widen" => Ok(CpusetPolicy::Widen),
+            "strict" => Ok(CpusetPolicy::Strict),
+            "off" => Ok(CpusetPolicy::Off),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for CpusetPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A bind mount the site adds to every container: `SRC[:DST][:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SiteBind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Config {
+    /// `cpuset_policy=`: reconciliation of external cpusets.
+    pub cpuset_policy: CpusetPolicy,
+    /// `log_hooks=`: one info line per SPANK hook (for debugging berth itself).
+    pub log_hooks: bool,
+    /// `topology_cache=`: where the node's topology is cached as XML (`none`: never).
+    pub topology_cache: Option<PathBuf>,
+    /// `option_prefix=`: prefix for the container options, e.g. `berth` gives
+    /// `--berth-container-mounts` (for clusters that also run pyxis).
+    pub option_prefix: String,
+    /// `binds=`: site binds added to every container, comma-separated.
+    pub site_binds: Vec<SiteBind>,
+    /// `mount_home=`: bind the user's home by default.
+    pub mount_home: bool,
+    /// `user_binds=`: path prefixes users may bind from (`--container-mounts`);
+    /// `none` forbids user binds.
+    pub user_bind_prefixes: Vec<PathBuf>,
+    /// `mount_idle_seconds=`: how long an image stays mounted after its last step.
+    pub mount_idle_seconds: u64,
+    /// `run_dir=`: where berth keeps its mounts and state on the node.
+    pub run_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            cpuset_policy: CpusetPolicy::Shares,
+            log_hooks: false,
+            topology_cache: Some(PathBuf::from("/run/berth/topology.xml")),
+            option_prefix: String::new(),
+            site_binds: Vec::new(),
+            mount_home: true,
+            user_bind_prefixes: vec![PathBuf::from("/")],
+            mount_idle_seconds: 300,
+            run_dir: PathBuf::from("/run/berth"),
+        }
+    }
+}
+
+/// A plugstack.conf argument berth cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid plugstack.conf argument '{arg}': {reason}")]
+pub struct ConfigError {
+    pub arg: String,
+    pub reason: String,
+}
+
+/// The keys berth accepts, for error messages and documentation.
+pub const KEYS: &[&str] = &[
+    "cpuset_policy",
+    "log_hooks",
+    "topology_cache",
+    "option_prefix",
+    "binds",
+    "mount_home",
+    "user_binds",
+    "mount_idle_seconds",
+    "run_dir",
+];
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => Err("expected yes or no (also accepted: true/false, 1/0, on/off)".into()),
+    }
+}
+
+fn parse_abs_path(value: &str) -> Result<PathBuf, String> {
+    if value.starts_with('/') {
+        Ok(PathBuf::from(value))
+    } else {
+        Err("expected an absolute path".into())
+    }
+}
+
+fn parse_site_bind(spec: &str) -> Result<SiteBind, String> {
+    let mut parts = spec.split(':');
+    let source = parse_abs_path(parts.next().unwrap_or_default())
+        .map_err(|e| format!("bind '{spec}': source: {e}"))?;
+    let mut target = source.clone();
+    let mut read_only = false;
+    for part in parts {
+        match part {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            p if p.starts_with('/') && target == source => target = PathBuf::from(p),
+            p => {
+                return Err(format!(
+                    "bind '{spec}': unexpected '{p}' (expected SRC[:DST][:ro])"
+                ))
+            }
+        }
+    }
+    Ok(SiteBind {
+        source,
+        target,
+        read_only,
+    })
+}
+
+fn parse_list<T>(value: &str, item: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    value
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(item)
+        .collect()
+}
+
+impl Config {
+    /// Parses the plugstack.conf arguments.
+    pub fn from_args<S: AsRef<str>>(args: &[S]) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        for arg in args {
+            let arg = arg.as_ref();
+            config.apply(arg).map_err(|reason| ConfigError {
+                arg: arg.to_string(),
+                reason,
+            })?;
+        }
+        Ok(config)
+    }
+
+    fn apply(&mut self, arg: &str) -> Result<(), String> {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(format!(
+                "expected key=value; known keys: {}",
+                KEYS.join(", ")
+            ));
+        };
+        match key {
+            "cpuset_policy" => {
+                self.cpuset_policy = value
+                    .parse()
+                    .map_err(|_| format!("accepted values: {}", CpusetPolicy::ACCEPTED))?
+            }
+            "log_hooks" => self.log_hooks = parse_bool(value)?,
+            "topology_cache" => {
+                self.topology_cache = match value {
+                    "none" => None,
+                    v => Some(parse_abs_path(v).map_err(|e| format!("{e}, or none"))?),
+                }
+            }
+            "option_prefix" => {
+                if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    return Err("expected letters, digits and '-' only".into());
+                }
+                self.option_prefix = value.to_string();
+            }
+            "binds" => self.site_binds = parse_list(value, parse_site_bind)?,
+            "mount_home" => self.mount_home = parse_bool(value)?,
+            "user_binds" => {
+                self.user_bind_prefixes = match value {
+                    "none" => Vec::new(),
+                    v => parse_list(v, parse_abs_path).map_err(|e| {
+                        format!("{e}: a comma-separated list of path prefixes, or none")
+                    })?,
+                }
+            }
+            "mount_idle_seconds" => {
+                self.mount_idle_seconds = value
+                    .parse()
+                    .map_err(|_| "expected a whole number of seconds".to_string())?
+            }
+            "run_dir" => self.run_dir = parse_abs_path(value)?,
+            _ => {
+                return Err(format!(
+                    "unknown key '{key}'; known keys: {}",
+                    KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_give_the_defaults() {
+        let config = Config::from_args::<&str>(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.cpuset_policy, CpusetPolicy::Shares);
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let config = Config::from_args(&[
+            "cpuset_policy=widen",
+            "log_hooks=yes",
+            "topology_cache=none",
+            "option_prefix=berth",
+            "binds=/scratch,/opt/sw:/sw:ro",
+            "mount_home=no",
+            "user_binds=/home,/scratch",
+            "mount_idle_seconds=60",
+            "run_dir=/var/run/berth",
+        ])
+        .unwrap();
+        assert_eq!(config.cpuset_policy, CpusetPolicy::Widen);
+        assert!(config.log_hooks);
+        assert_eq!(config.topology_cache, None);
+        assert_eq!(config.option_prefix, "berth");
+        assert_eq!(
+            config.site_binds,
+            vec![
+                SiteBind {
+                    source: "/scratch".into(),
+                    target: "/scratch".into(),
+                    read_only: false
+                },
+                SiteBind {
+                    source: "/opt/sw".into(),
+                    target: "/sw".into(),
+                    read_only: true
+                },
+            ]
+        );
+        assert!(!config.mount_home);
+        assert_eq!(
+            config.user_bind_prefixes,
+            vec![PathBuf::from("/home"), PathBuf::from("/scratch")]
+        );
+        assert_eq!(config.mount_idle_seconds, 60);
+        assert_eq!(config.run_dir, PathBuf::from("/var/run/berth"));
+    }
+
+    #[test]
+    fn a_bad_policy_names_the_argument_and_the_accepted_values() {
+        let err = Config::from_args(&["cpuset_policy=bogus"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid plugstack.conf argument 'cpuset_policy=bogus': accepted values: shares, widen, strict, off"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_lists_the_known_ones() {
+        let err = Config::from_args(&["cpuset=off"]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid plugstack.conf argument 'cpuset=off': unknown key 'cpuset'; known keys: cpuset_policy,"));
+    }
+
+    #[test]
+    fn an_argument_without_equals_is_an_error() {
+        let err = Config::from_args(&["shares"]).unwrap_err();
+        assert_eq!(err.arg, "shares");
+        assert!(err.reason.starts_with("expected key=value"));
+    }
+
+    #[test]
+    fn bad_booleans_numbers_and_paths_are_errors() {
+        assert!(Config::from_args(&["log_hooks=maybe"])
+            .unwrap_err()
+            .reason
+            .contains("yes or no"));
+        assert!(Config::from_args(&["mount_idle_seconds=-1"]).is_err());
+        assert!(Config::from_args(&["run_dir=relative"])
+            .unwrap_err()
+            .reason
+            .contains("absolute"));
+        assert!(Config::from_args(&["binds=/a:/b:/c"]).is_err());
+        assert!(Config::from_args(&["option_prefix=a b"]).is_err());
+    }
+
+    #[test]
+    fn user_binds_none_forbids_all() {
+        let config = Config::from_args(&["user_binds=none"]).unwrap();
+        assert!(config.user_bind_prefixes.is_empty());
+    }
+}

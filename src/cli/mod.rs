@@ -1,2 +1,4 @@
 //! (being built)
-pub fn main() -> i32 { 0 }
+pub fn main() -> i32 {
+    0
+}
