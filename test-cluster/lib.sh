@@ -88,6 +88,20 @@ info_get() {
 	done <"$IDIR/instance.info"
 }
 
+# info_set KEY VALUE: replace one line of instance.info.
+info_set() {
+	local line out=()
+	while IFS= read -r line; do
+		if [[ ${line%%=*} == "$1" ]]; then
+			out+=("$1=$2")
+		else
+			out+=("$line")
+		fi
+	done <"$IDIR/instance.info"
+	printf '%s\n' "${out[@]}" >"$IDIR/instance.info.tmp"
+	mv "$IDIR/instance.info.tmp" "$IDIR/instance.info"
+}
+
 slot_ports() { # slot_ports SLOT: sets CTLD_PORT, NODE_PORT_BASE, SRUN_PORTS
 	CTLD_PORT=$((17000 + $1 * 10))
 	NODE_PORT_BASE=$CTLD_PORT # node k listens on base + k
@@ -142,6 +156,13 @@ proc_starttime() { # field 22 of /proc/PID/stat (after the parenthesised command
 	printf '%s\n' "${20}"
 }
 
+proc_state() { # R, S, Z, ... (field 3)
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	stat=${stat##*) }
+	printf '%s\n' "${stat%% *}"
+}
+
 # start_daemon NAME CMD...: start CMD detached (own session, no inherited descriptors but
 # /dev/null and its log), and record "pid starttime" in pids/NAME.started so that `down`
 # signals exactly this process and nothing that reused its pid.
@@ -167,6 +188,8 @@ recorded_pid() {
 	[[ -f $f ]] || return 1
 	read -r pid start <"$f"
 	[[ $(proc_starttime "$pid" 2>/dev/null) == "$start" ]] || return 1
+	# An exited daemon stays a zombie until init reaps it (here, up to a second later).
+	[[ $(proc_state "$pid") != Z ]] || return 1
 	printf '%s\n' "$pid"
 }
 
