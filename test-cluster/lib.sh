@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the test-cluster scripts; source it, do not run it.
 #
 # Layout:
@@ -137,6 +138,7 @@ client_exec() {
 		"SLURM_CONF=$conf" "LANG=C.UTF-8" "${CLIENT_ENV[@]}")
 	if [[ $version == 24.11 ]]; then
 		[[ -d $root/usr ]] || die "the 24.11 chroot $root is not mounted; run test-cluster/up --slurm 24.11"
+		# shellcheck disable=SC2016 # $1 and $@ are the inner shell's
 		exec chroot "$root" "${envs[@]}" "${as_user[@]}" /bin/sh -c 'cd "$1" || exit 125; shift; exec "$@"' sh "$cwd" "$@"
 	else
 		cd "$cwd" || exit 125
