@@ -18,6 +18,9 @@ MAX_SLOTS=40
 
 TEST_USER=berthtest
 TEST_UID=5001
+# The user cgrulesengd rules in the tests name (never berthtest: other engineers share it).
+RULE_USER=berthrule
+RULE_UID=5002
 
 # The plugin each version loads by default: built against that version's headers.
 PLUGIN_2205=$REPO_DIR/target/release/libberth.so
@@ -168,7 +171,8 @@ proc_state() { # R, S, Z, ... (field 3)
 # start_daemon NAME CMD...: start CMD detached (own session, no inherited descriptors but
 # /dev/null and its log), and record "pid starttime" in pids/NAME.started so that `down`
 # signals exactly this process and nothing that reused its pid.
-# $DAEMON_CPUSET, if set, is a cpuset cgroup (under /sys/fs/cgroup/cpuset) to start it in.
+# $DAEMON_CPUSET, if set, is a cpuset cgroup (under /sys/fs/cgroup/cpuset) to start it in;
+# $DAEMON_CPUACCT the same for the cpuacct hierarchy.
 start_daemon() {
 	local name=$1
 	shift
@@ -176,6 +180,9 @@ start_daemon() {
 		exec </dev/null >>"$IDIR/log/$name.stderr" 2>&1 8>&- 9>&-
 		if [[ -n ${DAEMON_CPUSET:-} ]]; then
 			echo "$BASHPID" >"/sys/fs/cgroup/cpuset/$DAEMON_CPUSET/tasks"
+		fi
+		if [[ -n ${DAEMON_CPUACCT:-} ]]; then
+			echo "$BASHPID" >"/sys/fs/cgroup/cpuacct/$DAEMON_CPUACCT/tasks"
 		fi
 		exec setsid "$@"
 	) &

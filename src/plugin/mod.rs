@@ -7,6 +7,7 @@ mod container_step;
 mod reconcile_step;
 mod slurmd;
 mod stepd;
+mod verbose;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -32,6 +32,8 @@ pub(crate) struct ReconcileState {
     plan: Option<Plan>,
     applied: Option<Applied>,
     sources: Option<Sources>,
+    /// The step's one decision line (also shown by `srun -v`, see `verbose`).
+    pub decision: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,20 +92,25 @@ fn init(
     let sources = Sources::of_this_system();
     let facts = gather_facts(spank, &sources)?;
     if facts.unconstrained() {
-        log::trace!("no external cpuset constraint");
+        let line = "no external cpuset constraint".to_string();
+        log::trace!("{line}");
+        state.decision = Some(line);
         return Ok(());
     }
     let alloc = allocation(spank, config)?;
     let plan = plan::plan(&facts, &alloc, config.cpuset_policy);
+    let line = plan.summary(&alloc);
     if plan.is_noop() {
-        log::trace!("{}", plan.summary(&alloc));
+        log::trace!("{line}");
+        state.decision = Some(line);
         return Ok(());
     }
     if plan.refusal.is_none() {
         let applied = apply_plan(&plan, config, &sources)?;
-        log::info!("{}", plan.summary(&alloc));
+        log::info!("{line}");
         state.applied = Some(applied);
     }
+    state.decision = Some(line);
     state.plan = Some(plan);
     state.sources = Some(sources);
     Ok(())

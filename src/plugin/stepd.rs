@@ -9,7 +9,7 @@
 //! `container_step` (SIF images). Reconciliation goes first in every hook, so
 //! a container step is placed exactly as a plain one.
 
-use super::{container_step, reconcile_step, register_options, PluginError, State};
+use super::{container_step, reconcile_step, register_options, verbose, PluginError, State};
 use crate::spank::{Hook, Spank};
 
 pub(super) fn on_hook(
@@ -27,5 +27,10 @@ pub(super) fn on_hook(
         Err(e) => return container_step::refuse_when_misconfigured(hook, spank, e),
     };
     reconcile_step::on_hook(hook, spank, &config, &mut state.reconcile)?;
-    container_step::on_hook(hook, spank, &config, &mut state.container)
+    container_step::on_hook(hook, spank, &config, &mut state.container)?;
+    if hook == Hook::TaskInit {
+        let label = super::step_label(spank, spank.context());
+        verbose::in_task(spank, &label, state.reconcile.decision.as_deref())?;
+    }
+    Ok(())
 }

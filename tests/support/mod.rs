@@ -21,6 +21,8 @@
 //! ```
 #![allow(dead_code)] // each tests/e2e_*.rs uses its own part of the harness
 
+pub mod scenarios;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -75,6 +77,10 @@ pub struct Setup {
     pub berth: bool,
     /// slurm.conf PrologFlags (e.g. `Contain`, which gives every job an extern step).
     pub prolog_flags: String,
+    /// A cpuset cgroup (path under /sys/fs/cgroup/cpuset) slurmd starts in; "" none.
+    pub slurmd_cpuset: String,
+    /// slurmd's CPU affinity (`taskset -c`); "" every online CPU.
+    pub slurmd_affinity: String,
 }
 
 impl Default for Setup {
@@ -86,6 +92,8 @@ impl Default for Setup {
             plugstack_args: "log_hooks=yes".into(),
             berth: true,
             prolog_flags: String::new(),
+            slurmd_cpuset: String::new(),
+            slurmd_affinity: String::new(),
         }
     }
 }
@@ -109,6 +117,16 @@ impl Setup {
     }
     pub fn prolog_flags(mut self, flags: &str) -> Setup {
         self.prolog_flags = flags.into();
+        self
+    }
+    /// Start slurmd inside this cpuset cgroup (e.g. `berth-ext-a`, see `scenarios`).
+    pub fn slurmd_cpuset(mut self, cgroup: &str) -> Setup {
+        self.slurmd_cpuset = cgroup.into();
+        self
+    }
+    /// Start slurmd with this CPU affinity (e.g. `1`), as `taskset -c 1 slurmd`.
+    pub fn slurmd_affinity(mut self, cpus: &str) -> Setup {
+        self.slurmd_affinity = cpus.into();
         self
     }
 }
@@ -347,6 +365,8 @@ impl Cluster {
             plugstack_args: get("plugstack_args"),
             berth: get("berth") == "yes",
             prolog_flags: get("prolog_flags"),
+            slurmd_cpuset: get("slurmd_cpuset"),
+            slurmd_affinity: get("slurmd_affinity"),
         }
     }
 
@@ -426,6 +446,12 @@ impl Cluster {
         if !setup.prolog_flags.is_empty() {
             cmd.args(["--prolog-flags", &setup.prolog_flags]);
         }
+        if !setup.slurmd_cpuset.is_empty() {
+            cmd.args(["--slurmd-cpuset", &setup.slurmd_cpuset]);
+        }
+        if !setup.slurmd_affinity.is_empty() {
+            cmd.args(["--slurmd-affinity", &setup.slurmd_affinity]);
+        }
         if let Ok(plugin) = std::env::var("BERTH_E2E_PLUGIN") {
             if !plugin.is_empty() {
                 cmd.args(["--plugin", &plugin]);
@@ -453,6 +479,18 @@ impl Cluster {
     /// Any Slurm client command, as root (`user` None) or another user, with extra
     /// environment variables, killed after CLIENT_TIMEOUT_SECS.
     pub fn client(&self, user: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut cmd = self.client_command(user, env, args);
+        self.command(&mut cmd)
+    }
+
+    /// The command `client` runs, not started: for a step that runs in the background
+    /// while the test does something else (spawn it, then wait for or kill the child).
+    pub fn client_command(
+        &self,
+        user: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Command {
         let mut cmd = Command::new(self.script("client"));
         cmd.args(["--instance", &self.instance])
             .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
@@ -464,7 +502,7 @@ impl Cluster {
             cmd.args(["--env", &format!("{k}={v}")]);
         }
         cmd.arg("--").args(args);
-        self.command(&mut cmd)
+        cmd
     }
 
     /// `srun ARGS` as root.
@@ -508,6 +546,25 @@ impl Cluster {
             run,
             output,
         }
+    }
+
+    /// Submits `script` with sbatch (as root, or `user`) and returns its job id at once;
+    /// the output goes to the shared directory.
+    pub fn sbatch_no_wait(&self, user: Option<&str>, script: &str, args: &[&str]) -> u32 {
+        let shared = self.shared_dir();
+        let name = format!("batch-{}-{}", std::process::id(), unique());
+        let script_path = shared.join(format!("{name}.sh"));
+        fs::write(&script_path, script).expect("write the batch script");
+        let output_arg = format!("--output={}", shared.join(format!("{name}.out")).display());
+        let script_arg = script_path.display().to_string();
+        let mut all = vec!["sbatch", "--parsable", &output_arg];
+        all.extend_from_slice(args);
+        all.push(&script_arg);
+        let run = self.client(user, &[], &all);
+        run.stdout
+            .lines()
+            .find_map(|l| l.split(';').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no job id from sbatch:\n{run}"))
     }
 
     /// Runs a step and reports, per task, its CPU affinity and cgroups.
