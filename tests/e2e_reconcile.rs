@@ -522,6 +522,13 @@ impl Matrix {
             let _ = writeln!(text, "  {mark} {s:<34} {p:<7} {o}");
         }
         eprintln!("{text}");
+        // Also kept for a look after a passing run (test output is captured then).
+        let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "reconcile-matrix-{}-{}.txt",
+            version.as_str(),
+            plugin.replace(',', "+")
+        ));
+        let _ = std::fs::write(&file, &text);
         let failed: Vec<String> = self
             .rows
             .iter()
@@ -641,7 +648,11 @@ fn scancel_of_a_step_and_of_a_job_leaves_nothing_behind() {
         c.ensure(&setup);
         let mark = c.mark();
         // Two tasks: cores 0-1, so the conflict is there for the step and the batch step.
-        let job = c.sbatch_no_wait(Some(TEST_USER), "#!/bin/sh\nsrun -n2 sleep 120\n", &["-n2"]);
+        let job = c.sbatch_no_wait(
+            Some(TEST_USER),
+            "#!/bin/sh\nsrun -n2 sleep 120\nsleep 120\n",
+            &["-n2"],
+        );
         let label = format!("{job}.0");
         c.wait_for_log(
             &mark,

@@ -90,7 +90,7 @@ fn init(
     state: &mut ReconcileState,
 ) -> Result<(), PluginError> {
     let sources = Sources::of_this_system();
-    let facts = gather_facts(spank, &sources)?;
+    let facts = gather_facts(spank, config, &sources)?;
     if facts.unconstrained() {
         let line = "no external cpuset constraint".to_string();
         log::trace!("{line}");
@@ -116,9 +116,17 @@ fn init(
     Ok(())
 }
 
-fn gather_facts(spank: &dyn Spank, sources: &Sources) -> Result<Facts, ReconcileError> {
+/// The facts about slurmstepd, seen through the changes other steps hold (a cpuset
+/// another step widened still counts as narrow: this step must hold it too).
+fn gather_facts(
+    spank: &dyn Spank,
+    config: &Config,
+    sources: &Sources,
+) -> Result<Facts, ReconcileError> {
     let user = process::identity(spank.uid()?, spank.gid()?);
-    Ok(facts::gather(sources, std::process::id() as i32, user)?)
+    let mut facts = facts::gather(sources, std::process::id() as i32, user)?;
+    facts.without_berths_changes(&Registry::new(&config.run_dir).snapshot());
+    Ok(facts)
 }
 
 /// The step's cores (the job's for steps without their own, e.g. extern),

@@ -14,6 +14,7 @@ use crate::cpuset::CpuSet;
 use crate::topology::{Topology, TopologyError};
 
 use super::process;
+use super::registry::{Resource, State};
 
 /// Where gathering looks (real paths by default; temp dirs in tests).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -251,6 +252,54 @@ fn add_weights(facts: &mut Facts, cg: &Cgroups, sources: &Sources) {
 }
 
 impl Facts {
+    /// Sees through the changes other steps made and still hold (berth's registry):
+    /// a cpuset berth widened counts with the CPUs and memory nodes the site gave
+    /// it, and a cpu group berth created counts as absent. So a step that runs on
+    /// another step's widening takes its own hold on it (and is not left in a
+    /// narrowed cpuset when that step ends), and a step that joins a weight group
+    /// another step made holds it too.
+    pub fn without_berths_changes(&mut self, recorded: &State) {
+        let original = |group: &Group, file: &str| {
+            recorded.entries.iter().find_map(|e| match &e.resource {
+                Resource::File { group: g, file: f } if g == group && f == file => {
+                    e.original.as_deref().and_then(|v| CpuSet::parse(v).ok())
+                }
+                _ => None,
+            })
+        };
+        let see_through = |group: &Group, state: &mut CpusetState| {
+            if let Some(cpus) = original(group, "cpuset.cpus") {
+                state.effective_cpus = state.effective_cpus.intersection(&cpus);
+                state.cpus = cpus;
+            }
+            if let Some(mems) = original(group, "cpuset.mems") {
+                state.effective_mems = state.effective_mems.intersection(&mems);
+                state.mems = mems;
+            }
+        };
+        if let (Some(g), Some(state)) = (
+            self.placement.cpuset_group.as_ref(),
+            self.placement.cpuset.as_mut(),
+        ) {
+            see_through(g, state);
+        }
+        if let Some(rule) = self.rule.as_mut() {
+            if let (Some(dest), Some(state)) = (rule.cpuset.as_ref(), rule.cpuset_state.as_mut()) {
+                let hierarchy = self
+                    .placement
+                    .cpuset_group
+                    .as_ref()
+                    .map_or(Hierarchy::CpusetV1, |g| g.hierarchy);
+                see_through(&Group::new(hierarchy, &dest.path), state);
+            }
+        }
+        for e in &recorded.entries {
+            if let Resource::Created { group } = &e.resource {
+                self.live_weights.remove(&group.path);
+            }
+        }
+    }
+
     /// Nothing outside Slurm narrows this process: its cpuset, memory nodes
     /// and affinity span the node and no cgrules rule will move it. Then no
     /// allocation can conflict and the topology need not be loaded.

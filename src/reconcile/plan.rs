@@ -571,6 +571,50 @@ mod tests {
     }
 
     #[test]
+    fn a_cpuset_another_step_widened_is_widened_and_held_again() {
+        use crate::reconcile::registry::{Entry, Holder, Resource, State};
+        let ext = Group::new(Hierarchy::CpusetV1, "/ext");
+        let recorded = State {
+            entries: vec![
+                Entry {
+                    resource: Resource::File {
+                        group: ext.clone(),
+                        file: "cpuset.cpus".into(),
+                    },
+                    original: Some("0-7".into()),
+                    holders: vec![Holder { pid: 1, start: 1 }],
+                },
+                Entry {
+                    resource: Resource::Created {
+                        group: Group::new(Hierarchy::CpuV1, "/ext"),
+                    },
+                    original: None,
+                    holders: vec![Holder { pid: 1, start: 1 }],
+                },
+            ],
+        };
+        // another step widened /ext to the whole node: it looks unconstrained
+        let mut f = facts("/ext", state("0-31", "0-3"), "0-31");
+        f.live_weights.insert("/ext".into(), 256);
+        assert!(f.unconstrained());
+        f.without_berths_changes(&recorded);
+        assert!(!f.unconstrained());
+        let p = plan(&f, &alloc("4"), CpusetPolicy::Widen);
+        assert!(p.actions.contains(&Action::Widen {
+            group: ext.clone(),
+            cpus: set("0-9"),
+            mems: set("0-3")
+        }));
+        // shares: the group another step created is joined as if new (and so held)
+        let p = plan(&f, &alloc("4"), CpusetPolicy::Shares);
+        assert!(p.actions.contains(&Action::JoinCpuGroup {
+            group: Group::new(Hierarchy::CpuV1, "/ext"),
+            create: true,
+            weight: Some(256)
+        }));
+    }
+
+    #[test]
     fn strict_refuses_naming_group_cpus_allocation_and_setting() {
         let f = facts("/ext", state("0", "0"), "0");
         let p = plan(&f, &alloc("1"), CpusetPolicy::Strict);

@@ -138,7 +138,7 @@ impl Registry {
         out
     }
 
-    /// The recorded state (for `berth doctor` and tests).
+    /// The recorded state, read without the lock (for planning, `berth doctor`, tests).
     pub fn snapshot(&self) -> State {
         self.load()
     }
