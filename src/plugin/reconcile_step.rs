@@ -89,15 +89,33 @@ fn init(
     config: &Config,
     state: &mut ReconcileState,
 ) -> Result<(), PluginError> {
+    let started = Instant::now();
+    let pid = std::process::id() as i32;
+    let socket = std::path::Path::new(crate::cgroup::cgred::SOCKET);
+    if facts::plainly_unconstrained(facts::CGRULES_CONF.as_ref(), socket, pid) {
+        let line = "no external cpuset constraint".to_string();
+        log::trace!("{line} (checked in {} us)", started.elapsed().as_micros());
+        state.decision = Some(line);
+        return Ok(());
+    }
     let sources = Sources::of_this_system();
     let facts = gather_facts(spank, config, &sources)?;
+    log::trace!(
+        "reconcile: gathering facts took {} us",
+        started.elapsed().as_micros()
+    );
     if facts.unconstrained() {
         let line = "no external cpuset constraint".to_string();
         log::trace!("{line}");
         state.decision = Some(line);
         return Ok(());
     }
+    let started = Instant::now();
     let alloc = allocation(spank, config)?;
+    log::trace!(
+        "reconcile: the allocation's CPUs took {} us",
+        started.elapsed().as_micros()
+    );
     let plan = plan::plan(&facts, &alloc, config.cpuset_policy);
     let line = plan.summary(&alloc);
     if plan.is_noop() {
@@ -123,8 +141,9 @@ fn gather_facts(
     config: &Config,
     sources: &Sources,
 ) -> Result<Facts, ReconcileError> {
-    let user = process::identity(spank.uid()?, spank.gid()?);
-    let mut facts = facts::gather(sources, std::process::id() as i32, user)?;
+    let pid = std::process::id() as i32;
+    let mut facts =
+        facts::gather_lazily(sources, pid, spank.uid()?, spank.gid()?, process::identity)?;
     facts.without_berths_changes(&Registry::new(&config.run_dir).snapshot());
     Ok(facts)
 }

@@ -139,7 +139,14 @@ fn do_action(t: &Target<'_>, action: &Action, applied: &mut Applied) -> Result<(
 pub fn apply(t: &Target<'_>, plan: &Plan) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
     for action in &plan.actions {
-        if let Err(e) = do_action(t, action, &mut applied) {
+        let started = std::time::Instant::now();
+        let outcome = do_action(t, action, &mut applied);
+        log::trace!(
+            "reconcile: {} took {} us",
+            action.describe(),
+            started.elapsed().as_micros()
+        );
+        if let Err(e) = outcome {
             undo(t, &applied);
             return Err(e);
         }
@@ -226,11 +233,16 @@ pub fn verify_task(
 /// Undoes a step's changes: back to the original cpu group, shared changes
 /// released (the last step restores them), registrations removed.
 pub fn undo(t: &Target<'_>, applied: &Applied) {
+    let started = std::time::Instant::now();
     if let Some(g) = &applied.original_cpu_group {
         if let Err(e) = t.cgroups.move_process(g, t.pid) {
             log::warn!("cannot move slurmstepd back to {g}: {e}");
         }
     }
+    log::trace!(
+        "reconcile: moving back to the cpu group took {} us",
+        started.elapsed().as_micros()
+    );
     if let Some(h) = applied.holder {
         if let Err(e) = t.registry.with(t.cgroups, |s| {
             s.release(t.cgroups, h);
