@@ -46,6 +46,7 @@ cleanup() {
 	[[ -n $KEEP_UP ]] || "$TC/down" --instance "$INSTANCE" >/dev/null 2>&1 || true
 	rmdir "$ACCT_DIR" 2>/dev/null || true
 	rmdir "$EXT_DIR" 2>/dev/null || true
+	rm -rf "$(run_dir)"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -64,7 +65,9 @@ up() { # up DEBUG [--slurmd-cpuset CG]
 	PLUGSTACK=$(info plugstack_conf)
 	PLUGIN=$(info plugin)
 }
-run_dir() { printf '%s/test-cluster/run/%s/berth-run' "$REPO" "$INSTANCE"; }
+# berth's registry on a tmpfs, as /run is on a node (here /run is on ext4, where each
+# registry update costs ~0.2 ms more); /dev/shm is the same in the 24.11 chroot.
+run_dir() { printf '/dev/shm/berth-bench-%s' "$$"; }
 
 with_berth() { printf 'required %s run_dir=%s\n' "$PLUGIN" "$(run_dir)" >"$PLUGSTACK"; }
 without_berth() { printf '# no plugin\n' >"$PLUGSTACK"; }

@@ -142,6 +142,24 @@ impl Mounts {
             .unwrap_or_default()
     }
 
+    /// The usual cgroup v1 layout, found without reading mountinfo (which costs
+    /// 0.15-0.3 ms per step with a few dozen mounts): `/sys/fs/cgroup/cpuset`
+    /// and `/sys/fs/cgroup/cpu` each the root of its hierarchy (only a v1 root
+    /// has `release_agent`). `unified` is left out: with both v1 controllers
+    /// present it is never used. None for any other layout.
+    pub fn usual_v1() -> Option<Mounts> {
+        let base = Path::new("/sys/fs/cgroup");
+        let root_of = |dir: &str, file: &str| {
+            let d = base.join(dir);
+            (d.join("release_agent").exists() && d.join(file).exists()).then_some(d)
+        };
+        Some(Mounts {
+            cpuset_v1: Some(root_of("cpuset", "cpuset.cpus")?),
+            cpu_v1: Some(root_of("cpu", "cpu.shares")?),
+            unified: None,
+        })
+    }
+
     /// The first mount of each hierarchy whose root is the hierarchy's root.
     pub fn from_mountinfo(text: &str) -> Mounts {
         let mut mounts = Mounts::default();
@@ -506,6 +524,17 @@ pub(crate) mod testfs {
 mod tests {
     use super::testfs::*;
     use super::*;
+
+    #[test]
+    fn the_usual_v1_layout_agrees_with_mountinfo() {
+        let Some(fast) = Mounts::usual_v1() else {
+            return; // not the usual layout on this machine
+        };
+        let full = Mounts::of_this_system();
+        let canon = |p: &Option<PathBuf>| p.as_ref().and_then(|p| p.canonicalize().ok());
+        assert_eq!(canon(&fast.cpuset_v1), canon(&full.cpuset_v1));
+        assert_eq!(canon(&fast.cpu_v1), canon(&full.cpu_v1));
+    }
 
     #[test]
     fn mountinfo_gives_the_first_root_mount_of_each_hierarchy() {

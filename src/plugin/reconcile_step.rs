@@ -98,7 +98,7 @@ fn init(
         state.decision = Some(line);
         return Ok(());
     }
-    let sources = Sources::of_this_system();
+    let sources = Sources::for_a_step();
     let facts = gather_facts(spank, config, &sources)?;
     log::trace!(
         "reconcile: gathering facts took {} us",

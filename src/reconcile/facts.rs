@@ -30,9 +30,23 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// As `of_this_system`, but on the usual v1 layout without reading
+    /// mountinfo (slurmstepd, once per step).
+    pub fn for_a_step() -> Sources {
+        let mut sources = Sources::of(Mounts::usual_v1);
+        if sources.mounts == Mounts::default() {
+            sources.mounts = Mounts::of_this_system();
+        }
+        sources
+    }
+
     pub fn of_this_system() -> Sources {
+        Sources::of(|| Some(Mounts::of_this_system()))
+    }
+
+    fn of(mounts: impl FnOnce() -> Option<Mounts>) -> Sources {
         Sources {
-            mounts: Mounts::of_this_system(),
+            mounts: mounts().unwrap_or_default(),
             cgrules: CGRULES_CONF.into(),
             cgconfig: "/etc/cgconfig.conf".into(),
             cgconfig_d: "/etc/cgconfig.d".into(),
