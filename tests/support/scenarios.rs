@@ -242,6 +242,7 @@ impl Cgrulesengd {
             );
         }
         let lock = lock_file(Path::new(CGRED_LOCK));
+        wait_for_no_other_daemon();
         let mut etc = vec![Path::new("/").to_path_buf()];
         etc.extend(root.map(Path::to_path_buf));
         let mut saved = Vec::new();
@@ -396,6 +397,39 @@ fn in_root(root: &Path, path: &str) -> PathBuf {
 impl Drop for Cgrulesengd {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+/// The pids of every cgrulesengd running on the machine.
+pub fn running_daemons() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "cgrulesengd")
+        })
+        .collect()
+}
+
+/// Waits (up to 5 minutes) until no cgrulesengd runs: one started by a test that
+/// does not take [`CGRED_LOCK`] owns the socket. It is never signalled.
+fn wait_for_no_other_daemon() {
+    let start = Instant::now();
+    loop {
+        let pids = running_daemons();
+        if pids.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "another cgrulesengd (pids {pids:?}) has run for 5 minutes; it owns {CGRED_SOCKET}"
+        );
+        if start.elapsed() < Duration::from_millis(100) {
+            eprintln!("waiting for another test's cgrulesengd (pids {pids:?}) to stop");
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
