@@ -544,8 +544,21 @@ impl Cluster {
         fs::read_to_string(logs.join("slurmctld.log")).unwrap_or_default()
     }
 
-    /// Where every node's slurmd log ends now.
+    /// Waits until no job is pending, running or completing (an earlier test's job may
+    /// still be ending), then notes where every node's slurmd log ends.
     pub fn mark(&self) -> LogMark {
+        let start = Instant::now();
+        loop {
+            let run = self.client(None, &[], &["squeue", "-h", "-t", "PD,R,CG", "-o", "%A"]);
+            if run.ok() && run.stdout.trim().is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "jobs still there after 30 s:\n{run}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         LogMark {
             offsets: self
                 .log_files()
