@@ -38,9 +38,42 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("spank_bindings.rs");
     bindings.write_to_file(&out).expect("write spank bindings");
 
+    hwloc_bindings();
+
     let generated = std::fs::read_to_string(&out).unwrap_or_default();
     println!("cargo:rustc-check-cfg=cfg(slurm_has_prepend_task_argv)");
     if generated.contains("pub fn spank_prepend_task_argv") {
         println!("cargo:rustc-cfg=slurm_has_prepend_task_argv");
     }
+}
+
+/// hwloc's types and the few functions berth calls, as a struct of function
+/// pointers filled by dlopen at run time (see src/topology/hwloc.rs).
+fn hwloc_bindings() {
+    println!("cargo:rerun-if-changed=/usr/include/hwloc.h");
+    let bindings = bindgen::Builder::default()
+        .header_contents("hwloc_wrapper.h", "#include <hwloc.h>\n#include <hwloc/export.h>\n")
+        .allowlist_type("hwloc_obj")
+        .allowlist_type("hwloc_topology_t")
+        .allowlist_type("hwloc_obj_type_t")
+        .allowlist_type("hwloc_get_type_depth_e")
+        .allowlist_type("hwloc_topology_flags_e")
+        .allowlist_type("hwloc_type_filter_e")
+        .allowlist_var("HWLOC_API_VERSION")
+        .allowlist_function("hwloc_topology_(init|load|destroy|set_flags|set_synthetic|set_xmlbuffer|set_io_types_filter|set_all_types_filter|set_type_filter|export_xmlbuffer)")
+        .allowlist_function("hwloc_free_xmlbuffer")
+        .allowlist_function("hwloc_get_api_version")
+        .allowlist_function("hwloc_get_type_depth")
+        .allowlist_function("hwloc_get_nbobjs_by_depth")
+        .allowlist_function("hwloc_get_obj_by_depth")
+        .allowlist_function("hwloc_bitmap_(first|next)")
+        .dynamic_library_name("HwlocLib")
+        .dynamic_link_require_all(true)
+        .prepend_enum_name(false)
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .layout_tests(false)
+        .generate()
+        .unwrap_or_else(|e| panic!("bindgen failed on hwloc.h (install libhwloc-dev): {e}"));
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("hwloc_bindings.rs");
+    bindings.write_to_file(&out).expect("write hwloc bindings");
 }

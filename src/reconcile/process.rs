@@ -1,0 +1,187 @@
+//! The process-level facts and changes: threads, CPU affinity, identity.
+
+use std::fs;
+use std::io;
+
+use crate::cpuset::CpuSet;
+
+/// The thread ids of a process (/proc/PID/task).
+pub fn threads(pid: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut tids: Vec<i32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
+/// A thread's or process's CPU affinity.
+pub fn affinity(tid: i32) -> io::Result<CpuSet> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .map(|c| c as u32)
+            .collect())
+    }
+}
+
+pub fn set_affinity(tid: i32, cpus: &CpuSet) -> io::Result<()> {
+    // SAFETY: as above; CPU_SET only touches bits below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cpus
+            .iter()
+            .filter(|&c| (c as usize) < libc::CPU_SETSIZE as usize)
+        {
+            libc::CPU_SET(c as usize, &mut set);
+        }
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), to tell a live
+/// process from a later one that reuses its pid.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces and parentheses
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+pub fn is_alive(pid: i32, start: u64) -> bool {
+    start_time(pid) == Some(start)
+}
+
+/// Makes the effective uid 0 while it lives, restoring the previous one on
+/// drop (slurmstepd in user_init runs with ruid 0, euid = the user).
+pub struct RootGuard {
+    previous: libc::uid_t,
+}
+
+impl RootGuard {
+    pub fn acquire() -> io::Result<RootGuard> {
+        // SAFETY: plain syscalls.
+        let previous = unsafe { libc::geteuid() };
+        if previous != 0 && unsafe { libc::seteuid(0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RootGuard { previous })
+    }
+}
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        if self.previous != 0 {
+            // SAFETY: returning to the euid we had; failure is logged.
+            if unsafe { libc::seteuid(self.previous) } != 0 {
+                log::error!(
+                    "cannot return to euid {}: {}",
+                    self.previous,
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+/// The user's name, primary group name and all group names (for cgrules).
+pub fn identity(uid: u32, gid: u32) -> crate::cgroup::rules::Identity {
+    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
+    let group = group_name(gid).unwrap_or_else(|| gid.to_string());
+    let mut groups = vec![group.clone()];
+    groups.extend(supplementary_group_names(&user, gid));
+    crate::cgroup::rules::Identity {
+        uid,
+        user,
+        gid,
+        group,
+        groups,
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    // SAFETY: getpwuid_r with a caller-owned buffer.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) != 0
+            || out.is_null()
+        {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    // SAFETY: getgrgid_r with a caller-owned buffer.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16384];
+        let mut out: *mut libc::group = std::ptr::null_mut();
+        if libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) != 0
+            || out.is_null()
+        {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(grp.gr_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+fn supplementary_group_names(user: &str, gid: u32) -> Vec<String> {
+    let Ok(cuser) = std::ffi::CString::new(user) else {
+        return Vec::new();
+    };
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n: libc::c_int = groups.len() as libc::c_int;
+    // SAFETY: the buffer holds n entries; getgrouplist writes at most n.
+    let rc = unsafe { libc::getgrouplist(cuser.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+    if rc < 0 {
+        return Vec::new();
+    }
+    groups.truncate(n.max(0) as usize);
+    groups.into_iter().filter_map(group_name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_threads_affinity_and_a_start_time() {
+        let pid = std::process::id() as i32;
+        assert!(threads(pid).contains(&pid));
+        let mine = affinity(0).unwrap();
+        assert!(!mine.is_empty());
+        set_affinity(0, &mine).unwrap();
+        let start = start_time(pid).unwrap();
+        assert!(is_alive(pid, start));
+        assert!(!is_alive(pid, start + 1));
+    }
+
+    #[test]
+    fn root_has_a_name() {
+        assert_eq!(identity(0, 0).user, "root");
+        assert_eq!(identity(0, 0).group, "root");
+    }
+}
