@@ -67,7 +67,9 @@ pub fn busybox_rootfs_from(dir: &Path, busybox: &Path) -> Result<()> {
     fs::write(&target, &binary).map_err(|e| io_err(&target, e))?;
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
         .map_err(|e| io_err(&target, e))?;
-    for applet in applets(&target)? {
+    // Ask the original for its applets: running the fresh copy could fail with
+    // ETXTBSY while a concurrently forked child still holds its write descriptor.
+    for applet in applets(busybox)? {
         link_applet(dir, &applet).map_err(|e| io_err(&dir.join(&applet), e))?;
     }
     for (path, text) in ETC_FILES {
