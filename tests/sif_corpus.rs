@@ -12,6 +12,9 @@ use std::process::Command;
 use berth::sif::{siftool, Arch, FsType, Image, PartType, Problem, ReadAt};
 use support::*;
 
+/// A predicate on the problem a case must report.
+type Expect = fn(&Problem) -> bool;
+
 fn open_unvalidated(name: &str) -> Image {
     let path = corpus_file(name);
     let file = std::fs::File::open(&path).unwrap();
@@ -158,7 +161,7 @@ fn a_386_image_runs_on_amd64_but_not_on_arm64() {
 
 #[test]
 fn images_without_a_runnable_root_say_why() {
-    let cases: &[(&str, fn(&Problem) -> bool)] = &[
+    let cases: &[(&str, Expect)] = &[
         ("empty.sif", |p| matches!(p, Problem::NoPrimaryPartition)),
         ("one-object-sbom.sif", |p| {
             matches!(p, Problem::NoPrimaryPartition)

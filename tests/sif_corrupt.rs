@@ -14,6 +14,9 @@ use std::path::Path;
 use berth::sif::{siftool, Arch, Field, Image, Problem, Region, SifError};
 use support::corpus_bytes;
 
+/// A predicate on the problem a case must report.
+type Expect = fn(&Problem) -> bool;
+
 const LEN: usize = 40960;
 const TABLE: usize = 4096;
 const DESC: usize = 585;
@@ -191,7 +194,7 @@ fn descriptor_table_outside_the_file() {
 
 #[test]
 fn object_offsets_and_sizes_outside_the_data() {
-    let cases: &[(usize, i64, fn(&Problem) -> bool)] = &[
+    let cases: &[(usize, i64, Expect)] = &[
         (OFFSET, LEN as i64, |p| {
             matches!(
                 p,

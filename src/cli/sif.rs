@@ -9,7 +9,6 @@ use clap::{Args, Subcommand};
 
 use crate::sif::build::{self, BuildOptions, Metadata};
 use crate::sif::squashfs::Compression;
-use crate::sif::write::CreateOptions;
 use crate::sif::{siftool, Arch, Image, SifError};
 
 /// Inspect, check and build SIF images.
@@ -266,10 +265,7 @@ fn build_options(args: &BuildArgs) -> Result<BuildOptions, Failure> {
             BuildOptions::reproducible(t)
         }
         (None, true) => BuildOptions::reproducible(0),
-        (None, false) => BuildOptions {
-            create: CreateOptions::new(),
-            ..BuildOptions::new()
-        },
+        (None, false) => BuildOptions::new(),
     };
     opts.mksquashfs.compression = args.compression;
     opts.mksquashfs.processors = args.processors;

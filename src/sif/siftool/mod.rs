@@ -58,8 +58,8 @@ pub fn list<'a>(descriptors: impl IntoIterator<Item = &'a Descriptor>) -> Vec<u8
     out.push_str(rule);
     let _ = writeln!(
         out,
-        "{:<4} {:<8} {:<8} {:<26} {}",
-        "ID", "|GROUP", "|LINK", "|SIF POSITION (start-end)", "|TYPE"
+        "{:<4} {:<8} {:<8} {:<26} |TYPE",
+        "ID", "|GROUP", "|LINK", "|SIF POSITION (start-end)"
     );
     out.push_str(rule);
     for d in descriptors {
