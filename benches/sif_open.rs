@@ -57,7 +57,7 @@ fn make_image(path: &Path, total: u64, sparse: bool) {
         f.write_all_at(&data_size.to_le_bytes(), 120).unwrap();
         f.set_len(total).unwrap();
     }
-    let mut image = Image::open(path).unwrap();
+    let image = Image::open(path).unwrap();
     assert_eq!(image.file_len(), total);
     assert_eq!(
         image.check_runnable_on_host().unwrap().offset,
@@ -80,7 +80,7 @@ fn bench_open(c: &mut Criterion) {
         make_image(&path, size, sparse);
         group.bench_with_input(BenchmarkId::new("open_path", name), &path, |b, path| {
             b.iter(|| {
-                let mut image = Image::open(path).unwrap();
+                let image = Image::open(path).unwrap();
                 image.check_runnable_on_host().unwrap()
             })
         });
@@ -92,7 +92,7 @@ fn bench_open(c: &mut Criterion) {
             |b, file| {
                 b.iter(|| {
                     let dup = file.try_clone().unwrap();
-                    let mut image = Image::from_file_named(dup, "image.sif").unwrap();
+                    let image = Image::from_file_named(dup, "image.sif").unwrap();
                     image.check_runnable_on_host().unwrap()
                 })
             },

@@ -140,7 +140,7 @@ fn build_busybox(dir: &Path, name: &str, opts: &BuildOptions) -> PathBuf {
 
 /// The squashfs of an image, as a file, for unsquashfs.
 fn extract_squashfs(image: &Path, dir: &Path) -> PathBuf {
-    let mut img = Image::open(image).unwrap();
+    let img = Image::open(image).unwrap();
     let part = img.primary_partition().unwrap();
     let d = img.descriptor(part.id).unwrap().clone();
     let path = dir.join(format!(
@@ -164,7 +164,7 @@ fn cat(squashfs: &Path, file: &str) -> String {
 fn a_busybox_build_is_valid_runnable_and_laid_out_like_apptainer() {
     let dir = tempfile::tempdir().unwrap();
     let out = build_busybox(dir.path(), "bb.sif", &BuildOptions::reproducible(0));
-    let mut image = Image::open(&out).unwrap();
+    let image = Image::open(&out).unwrap();
     let part = image.check_runnable_on_host().unwrap();
     assert_eq!(part.id, 3);
     assert_eq!(part.offset % 4096, 0);
@@ -339,7 +339,7 @@ fn an_existing_squashfs_becomes_an_image() {
         &Metadata::default(),
     )
     .unwrap();
-    let mut image = Image::open(&out).unwrap();
+    let image = Image::open(&out).unwrap();
     let part = image.primary_partition().unwrap();
     let d = image.descriptor(part.id).unwrap().clone();
     assert_eq!(
@@ -390,7 +390,7 @@ fn the_build_command() {
         assert!(String::from_utf8_lossy(&o.stdout).starts_with("berth: wrote "));
     }
     assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap());
-    let mut image = Image::open(&a).unwrap();
+    let image = Image::open(&a).unwrap();
     let sb = image.root_superblock().unwrap();
     assert_eq!(sb.compression().unwrap().name(), "zstd");
     assert_eq!(sb.mkfs_time, 1_700_000_000);

@@ -126,7 +126,7 @@ fn info_and_dump_refuse_missing_ids() {
 
 #[test]
 fn finds_the_primary_partition_like_apptainer() {
-    let mut image = Image::open(corpus_file("one-group.sif")).unwrap();
+    let image = Image::open(corpus_file("one-group.sif")).unwrap();
     let p = image.primary_partition().unwrap();
     assert_eq!((p.id, p.group_id, p.offset, p.size), (2, 1, 36864, 4096));
     assert_eq!(p.fs_type, FsType::Squashfs);
@@ -135,7 +135,7 @@ fn finds_the_primary_partition_like_apptainer() {
     let sb = image.root_superblock().unwrap();
     assert_eq!(sb.compression().map(|c| c.name()), Some("gzip"));
 
-    let mut two = Image::open(corpus_file("two-groups.sif")).unwrap();
+    let two = Image::open(corpus_file("two-groups.sif")).unwrap();
     assert_eq!(two.primary_partition().unwrap().id, 2);
     assert_eq!(two.group_ids(), vec![1, 2]);
     assert_eq!(two.group(2).map(|d| d.id).collect::<Vec<_>>(), vec![3]);
@@ -144,7 +144,7 @@ fn finds_the_primary_partition_like_apptainer() {
 #[test]
 fn a_386_image_runs_on_amd64_but_not_on_arm64() {
     let no_binfmt = Path::new("/nonexistent");
-    let mut image = Image::open(corpus_file("one-group.sif")).unwrap();
+    let image = Image::open(corpus_file("one-group.sif")).unwrap();
     assert_eq!(
         image.check_runnable_on(Arch::Amd64, no_binfmt).unwrap().id,
         2
@@ -171,7 +171,7 @@ fn images_without_a_runnable_root_say_why() {
         }),
     ];
     for (name, expected) in cases {
-        let mut image = Image::open(corpus_file(name)).unwrap();
+        let image = Image::open(corpus_file(name)).unwrap();
         let err = image.check_runnable_on_host().unwrap_err();
         assert!(expected(err.problem().unwrap()), "{name}: {err}");
     }
@@ -227,7 +227,7 @@ fn opening_reads_header_table_and_superblock_only() {
         bytes: corpus_bytes("two-groups.sif"),
         reads: RefCell::new(Vec::new()),
     };
-    let mut image = Image::read(&source, Some(PathBuf::from("two-groups.sif"))).unwrap();
+    let image = Image::read(&source, Some(PathBuf::from("two-groups.sif"))).unwrap();
     image
         .check_runnable_on(Arch::Amd64, Path::new("/nonexistent"))
         .unwrap();

@@ -70,7 +70,7 @@ fn problem(bytes: &[u8]) -> Problem {
 
 /// The problem the runnable check reports for an image that opens.
 fn run_problem(bytes: &[u8]) -> Problem {
-    let mut image = Image::read(bytes, None).expect("opens");
+    let image = Image::read(bytes, None).expect("opens");
     let err = image
         .check_runnable_on(Arch::Amd64, Path::new("/nonexistent"))
         .unwrap_err();
@@ -298,7 +298,7 @@ fn two_primary_partitions() {
     let mut bytes = base();
     // Object 1 (Raw/System) becomes a second *System.
     set_u32(&mut bytes, desc(0, EXTRA + 4), 2);
-    let mut image = Image::read(bytes.as_slice(), None).expect("structure is fine");
+    let image = Image::read(bytes.as_slice(), None).expect("structure is fine");
     let err = image.primary_partition().unwrap_err();
     assert_eq!(
         err.problem(),
@@ -560,4 +560,16 @@ fn every_corpus_image_survives_single_byte_flips_in_its_metadata() {
             exercise(&bytes);
         }
     }
+}
+
+#[test]
+fn an_unvalidated_image_is_validated_before_its_partition_is_used() {
+    let mut bytes = base();
+    set_i64(&mut bytes, desc(1, OFFSET), 32768);
+    let image = Image::read_unvalidated(bytes.as_slice(), None).expect("readable");
+    assert!(matches!(
+        image.primary_partition().unwrap_err().problem(),
+        Some(Problem::Overlap { .. })
+    ));
+    assert!(image.check_runnable_on_host().is_err());
 }

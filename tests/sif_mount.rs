@@ -217,7 +217,7 @@ fn wait_released(number: i32) -> bool {
 /// Mounts the root partition of `image_path` at `target` like berth does, runs `body`,
 /// and cleans up; returns what `body` returned.
 fn with_mounted_root<T>(image_path: &Path, target: &Path, body: impl FnOnce(&Path) -> T) -> T {
-    let mut image = Image::open(image_path).unwrap();
+    let image = Image::open(image_path).unwrap();
     let partition = image.check_runnable_on_host().unwrap();
     let file = image.into_file();
     let device = LoopDevice::attach(&file, &partition).unwrap();

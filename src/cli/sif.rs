@@ -188,7 +188,7 @@ fn dump(id: u32, path: &Path) -> Result<(), Failure> {
 }
 
 fn check(path: &Path) -> Result<(), Failure> {
-    let mut image = Image::open(path)?;
+    let image = Image::open(path)?;
     let partition = image.check_runnable_on_host()?;
     let sb = image.root_superblock()?;
     let h = image.header();

@@ -7,6 +7,7 @@
 //! image's size. The image keeps the `File` it was given: berth opens the image with
 //! the job user's rights and mounts from that same descriptor.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -335,41 +336,54 @@ impl<R: ReadAt> Image<R> {
         self.descriptors.iter().filter(move |d| d.link() == target)
     }
 
+    /// What opening found about the root partition; for an image read without
+    /// validation, the validation runs first (and is not kept).
+    fn root(&self) -> Result<Cow<'_, Root>> {
+        match &self.root {
+            Some(root) => Ok(Cow::Borrowed(root)),
+            None => {
+                validate::check_layout(&self.header, &self.descriptors, self.file_len)
+                    .map_err(|p| self.problem(p))?;
+                Ok(Cow::Owned(self.find_root()?))
+            }
+        }
+    }
+
     /// The primary system partition: the one used FS object of partition type
     /// *System. None or several is an error.
-    pub fn primary_partition(&mut self) -> Result<Partition> {
-        self.validate()?;
-        match self.root.as_ref() {
-            Some(Root::One { partition, .. }) => Ok(*partition),
-            Some(Root::Multiple(ids)) => {
+    pub fn primary_partition(&self) -> Result<Partition> {
+        self.root_and_superblock().map(|(partition, _)| partition)
+    }
+
+    fn root_and_superblock(&self) -> Result<(Partition, Option<[u8; SUPERBLOCK_LEN]>)> {
+        match self.root()?.as_ref() {
+            Root::One {
+                partition,
+                superblock,
+            } => Ok((*partition, *superblock)),
+            Root::Multiple(ids) => {
                 Err(self.problem(Problem::MultiplePrimaryPartitions { ids: ids.clone() }))
             }
-            _ => Err(self.problem(Problem::NoPrimaryPartition)),
+            Root::None => Err(self.problem(Problem::NoPrimaryPartition)),
         }
     }
 
     /// The primary partition's squashfs superblock, checked (see [`Superblock::check`]).
-    pub fn root_superblock(&mut self) -> Result<Superblock> {
-        let partition = self.primary_partition()?;
+    pub fn root_superblock(&self) -> Result<Superblock> {
+        let (partition, raw) = self.root_and_superblock()?;
         if partition.fs_type != FsType::Squashfs {
             return Err(self.problem(Problem::NotSquashfs {
                 id: partition.id,
                 fs_type: partition.fs_type,
             }));
         }
-        let raw = match self.root.as_ref() {
-            Some(Root::One {
-                superblock: Some(raw),
-                ..
-            }) => raw,
-            _ => {
-                return Err(self.problem(Problem::SuperblockTruncated {
-                    id: partition.id,
-                    size: partition.size,
-                }))
-            }
+        let Some(raw) = raw else {
+            return Err(self.problem(Problem::SuperblockTruncated {
+                id: partition.id,
+                size: partition.size,
+            }));
         };
-        let superblock = Superblock::parse(raw);
+        let superblock = Superblock::parse(&raw);
         superblock
             .check(partition.id, partition.size)
             .map_err(|p| self.problem(p))?;
@@ -379,13 +393,13 @@ impl<R: ReadAt> Image<R> {
     /// Whether berth can run this image here: a valid image whose primary partition is
     /// a squashfs the kernel can mount, of an architecture this host runs (natively or
     /// through binfmt_misc). Returns the partition to mount.
-    pub fn check_runnable_on_host(&mut self) -> Result<Partition> {
+    pub fn check_runnable_on_host(&self) -> Result<Partition> {
         self.check_runnable_on(Arch::host(), Path::new(arch::BINFMT_MISC_DIR))
     }
 
     /// [`Image::check_runnable_on_host`] for a given host architecture and binfmt_misc
     /// directory.
-    pub fn check_runnable_on(&mut self, host: Arch, binfmt_dir: &Path) -> Result<Partition> {
+    pub fn check_runnable_on(&self, host: Arch, binfmt_dir: &Path) -> Result<Partition> {
         let partition = self.primary_partition()?;
         self.root_superblock()?;
         let arch = partition.arch;
