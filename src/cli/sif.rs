@@ -293,14 +293,27 @@ fn read_text(path: &Path) -> Result<String, Failure> {
     })
 }
 
-/// A fresh private directory for a busybox rootfs.
+/// A fresh directory for a busybox rootfs (never one that already exists).
 fn busybox_dir() -> Result<PathBuf, Failure> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("berth-busybox.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new()
-        .mode(0o755)
-        .create(&dir)
-        .map_err(|e| Failure::Sif(SifError::io(&dir, "create a directory", e)))?;
-    Ok(dir)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for attempt in 0..100 {
+        let dir = base.join(format!(
+            "berth-busybox.{}.{nanos}.{attempt}",
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Failure::Sif(SifError::io(
+        base,
+        "create a directory",
+        last.unwrap_or_else(|| io::Error::other("no attempt made")),
+    )))
 }
