@@ -1,0 +1,363 @@
+//! The text report: read top to bottom, one section per concern, the
+//! verdicts and the exit status last. Pure: a function of the Report.
+
+use std::fmt::Write;
+
+use super::constraints::{Constraints, GroupView};
+use super::slurm_conf::{BerthLine, SlurmSide};
+use super::topology_view::TopologyView;
+use super::verdict::Status;
+use super::{DryRun, JobLogs, Report};
+
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    header(&mut out, r);
+    slurm(&mut out, &r.slurm, &r.berth);
+    topology(&mut out, r.topology.as_ref());
+    constraints(&mut out, &r.constraints);
+    if let Some(d) = &r.dry_run {
+        dry_run(&mut out, d, r.slurm.task_plugin.as_deref());
+    }
+    if let Some(l) = &r.logs {
+        logs(&mut out, l, r.job.as_ref().map(|j| j.job_id));
+    }
+    problems(&mut out, &r.problems);
+    let _ = writeln!(
+        out,
+        "\nResult: {} (exit {})",
+        status_text(r.status),
+        r.exit_code
+    );
+    out
+}
+
+fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "no conflict",
+        Status::Reconciled => "conflicts that berth reconciles",
+        Status::Fails => "something will fail (see above)",
+    }
+}
+
+fn section(out: &mut String, title: &str) {
+    let _ = writeln!(out, "\n== {title}");
+}
+
+fn row(out: &mut String, key: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{key:<16}{value}");
+}
+
+fn header(out: &mut String, r: &Report) {
+    let n = &r.node;
+    let slurmd = n.slurmd_pid.map_or("slurmd NOT running".to_string(), |p| {
+        format!("slurmd pid {p}")
+    });
+    let keeps = if n.kernel_keeps_affinity {
+        " (keeps user-requested CPU masks across cpuset moves)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "berth doctor: node {} on host {}, {slurmd}, kernel {}{keeps}",
+        n.name.as_deref().unwrap_or("?"),
+        n.host,
+        n.kernel
+    );
+}
+
+fn or_unset(v: Option<&String>) -> String {
+    v.cloned().unwrap_or_else(|| "(not set)".into())
+}
+
+fn slurm(out: &mut String, s: &SlurmSide, berth: &str) {
+    section(out, &format!("Slurm ({})", s.slurm_conf.display()));
+    row(out, "TaskPlugin", or_unset(s.task_plugin.as_ref()));
+    row(out, "ProctrackType", or_unset(s.proctrack_type.as_ref()));
+    row(out, "CgroupPlugin", or_unset(s.cgroup_plugin.as_ref()));
+    let constrain: Vec<String> = s
+        .constrain
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    row(
+        out,
+        "cgroup.conf",
+        if constrain.is_empty() {
+            "(no Constrain* settings)".into()
+        } else {
+            constrain.join(" ")
+        },
+    );
+    row(out, "plugstack.conf", s.plugstack_conf.display());
+    for line in &s.berth_lines {
+        berth_line(out, line);
+    }
+    if s.berth_lines.is_empty() {
+        let _ = writeln!(out, "  no line loads berth");
+    }
+    for p in &s.other_plugins {
+        let _ = writeln!(
+            out,
+            "  {}:{}: {} (another plugin)",
+            p.file.display(),
+            p.line,
+            p.plugin
+        );
+    }
+    for p in &s.plugstack_problems {
+        let _ = writeln!(
+            out,
+            "  {}:{}: ERROR: {}",
+            p.file.display(),
+            p.line,
+            p.message
+        );
+    }
+    let oci = if s.oci_conf_exists {
+        "present"
+    } else {
+        "absent"
+    };
+    row(
+        out,
+        "oci.conf",
+        format!("{} {oci}: {}", s.oci_conf.display(), s.container_note),
+    );
+    row(out, "berth", berth);
+}
+
+fn berth_line(out: &mut String, b: &BerthLine) {
+    let kind = if b.line.required {
+        "required"
+    } else {
+        "optional"
+    };
+    let _ = writeln!(
+        out,
+        "  {}:{}: {kind} {} {}",
+        b.line.file.display(),
+        b.line.line,
+        b.line.plugin,
+        b.line.args.join(" ")
+    );
+    if !b.plugin_exists {
+        let _ = writeln!(out, "    ERROR: no such plugin file");
+    }
+    match (&b.config, &b.error) {
+        (Some(c), _) => {
+            let settings: Vec<String> = c
+                .settings()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(out, "    parsed: {}", settings.join(" "));
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "    ERROR: {e}");
+        }
+        (None, None) => {}
+    }
+}
+
+fn topology(out: &mut String, t: Option<&TopologyView>) {
+    section(out, "Topology");
+    let Some(t) = t else {
+        let _ = writeln!(out, "unknown (see Problems)");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "{} socket(s), {} cores, {} thread(s) per core, CPUs {}",
+        t.sockets, t.cores, t.threads_per_core, t.cpus
+    );
+    for (node, cpus) in &t.numa_nodes {
+        let _ = writeln!(out, "NUMA node {node}: CPUs {cpus}");
+    }
+    let map: Vec<String> = t
+        .core_cpus
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{i}->{c}"))
+        .collect();
+    let _ = writeln!(out, "Slurm core -> OS CPUs: {}", map.join(" "));
+}
+
+fn lineage(views: &[GroupView]) -> String {
+    views
+        .iter()
+        .map(|v| match (&v.cpuset, &v.error) {
+            (Some(s), _) => format!(
+                "{} (CPUs {}, memory nodes {})",
+                v.group, s.effective_cpus, s.effective_mems
+            ),
+            (None, e) => format!("{} ({})", v.group, e.as_deref().unwrap_or("unreadable")),
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+fn constraints(out: &mut String, c: &Constraints) {
+    section(out, "Constraints on CPUs from outside Slurm");
+    if c.mounts.cpuset_v1.is_some() {
+        row(
+            out,
+            "cpuset (v1)",
+            if c.slurmd_cpuset.is_empty() {
+                "?".into()
+            } else {
+                lineage(&c.slurmd_cpuset)
+            },
+        );
+    }
+    if c.slurmd_unified.is_empty() {
+        row(
+            out,
+            "cgroup v2",
+            "the cpuset controller is not enabled in the unified hierarchy",
+        );
+    } else {
+        row(out, "cgroup v2", lineage(&c.slurmd_unified));
+    }
+    row(
+        out,
+        "affinity",
+        c.slurmd_affinity
+            .as_ref()
+            .map_or("?".into(), |a| format!("slurmd's CPU mask {a}")),
+    );
+    for t in &c.slurmd_threads_differing {
+        let _ = writeln!(
+            out,
+            "  slurmd thread {} has another mask: {}",
+            t.tid, t.cpus
+        );
+    }
+    cgrules(out, c);
+    if c.systemd.is_empty() {
+        row(out, "systemd", "no AllowedCPUs=/CPUAffinity= found");
+    }
+    for s in &c.systemd {
+        row(
+            out,
+            "systemd",
+            format!("{} ({})", s.setting, s.source.display()),
+        );
+    }
+    if c.occupied_cpusets.is_empty() {
+        row(out, "other cpusets", "none outside Slurm's hold processes");
+    }
+    for g in &c.occupied_cpusets {
+        row(
+            out,
+            "other cpusets",
+            format!(
+                "{} CPUs {} memory nodes {}: {} process(es)",
+                g.group, g.cpus, g.mems, g.processes
+            ),
+        );
+    }
+}
+
+fn cgrules(out: &mut String, c: &Constraints) {
+    let g = &c.cgrules;
+    let daemon = if g.daemon_runs() {
+        format!(
+            "cgrulesengd runs (pid {})",
+            g.daemon_pids
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if g.socket_present {
+        format!(
+            "cgrulesengd does not run, but {} is left over",
+            g.socket.display()
+        )
+    } else {
+        "cgrulesengd does not run".into()
+    };
+    row(out, "cgrules", format!("{}: {daemon}", g.file.display()));
+    if let Some(e) = &g.error {
+        let _ = writeln!(out, "  ERROR: {e}");
+    }
+    for rule in &g.rules {
+        let who = match &rule.process {
+            Some(p) => format!("{}:{p}", rule.user),
+            None => rule.user.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "  line {}: {who} {} {}",
+            rule.line,
+            rule.controllers.join(","),
+            rule.destination
+        );
+    }
+}
+
+fn dry_run(out: &mut String, d: &DryRun, task_plugin: Option<&str>) {
+    section(out, "Dry run (nothing is changed)");
+    row(out, "user", format!("{} (uid {})", d.user.user, d.user.uid));
+    row(out, "allocation", &d.allocation_from);
+    row(
+        out,
+        "",
+        format!(
+            "Slurm cores {} -> CPUs {}, memory nodes {}",
+            d.allocation.cores, d.allocation.cpus, d.allocation.mems
+        ),
+    );
+    if d.plan.conflicts.is_empty() {
+        row(out, "conflicts", "none");
+    }
+    for c in &d.plan.conflicts {
+        row(out, "conflict", c.describe());
+    }
+    let _ = writeln!(
+        out,
+        "Without berth (TaskPlugin={}): {}: {}",
+        task_plugin.unwrap_or("task/none"),
+        d.without_berth.outcome.text(),
+        d.without_berth.reason
+    );
+    let _ = writeln!(
+        out,
+        "With berth: {}: {}",
+        d.with_berth.outcome.text(),
+        d.with_berth.reason
+    );
+    if let Some(line) = &d.expected_log {
+        let _ = writeln!(out, "berth will log: {line}");
+    }
+}
+
+fn logs(out: &mut String, l: &JobLogs, job: Option<u32>) {
+    let file = l
+        .file
+        .as_ref()
+        .map_or("?".into(), |f| f.display().to_string());
+    section(
+        out,
+        &format!("berth's log lines for job {} ({file})", job.unwrap_or(0)),
+    );
+    if let Some(e) = &l.error {
+        let _ = writeln!(out, "ERROR: {e}");
+    } else if l.lines.is_empty() {
+        let _ = writeln!(out, "none");
+    }
+    for line in &l.lines {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn problems(out: &mut String, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    section(out, "Problems");
+    for p in problems {
+        let _ = writeln!(out, "- {p}");
+    }
+}
