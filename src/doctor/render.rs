@@ -2,6 +2,7 @@
 //! verdicts and the exit status last. Pure: a function of the Report.
 
 use std::fmt::Write;
+use std::path::Path;
 
 use super::constraints::{Constraints, GroupView};
 use super::slurm_conf::{BerthLine, SlurmSide};
@@ -91,28 +92,18 @@ fn slurm(out: &mut String, s: &SlurmSide, berth: &str) {
     );
     row(out, "plugstack.conf", s.plugstack_conf.display());
     for line in &s.berth_lines {
-        berth_line(out, line);
+        berth_line(out, line, &s.plugstack_conf);
     }
     if s.berth_lines.is_empty() {
         let _ = writeln!(out, "  no line loads berth");
     }
     for p in &s.other_plugins {
-        let _ = writeln!(
-            out,
-            "  {}:{}: {} (another plugin)",
-            p.file.display(),
-            p.line,
-            p.plugin
-        );
+        let at = place(&p.file, p.line, &s.plugstack_conf);
+        let _ = writeln!(out, "  {at}: {} (another plugin)", p.plugin);
     }
     for p in &s.plugstack_problems {
-        let _ = writeln!(
-            out,
-            "  {}:{}: ERROR: {}",
-            p.file.display(),
-            p.line,
-            p.message
-        );
+        let at = place(&p.file, p.line, &s.plugstack_conf);
+        let _ = writeln!(out, "  {at}: ERROR: {}", p.message);
     }
     let oci = if s.oci_conf_exists {
         "present"
@@ -127,7 +118,16 @@ fn slurm(out: &mut String, s: &SlurmSide, berth: &str) {
     row(out, "berth", berth);
 }
 
-fn berth_line(out: &mut String, b: &BerthLine) {
+/// `line N` in plugstack.conf itself, `FILE:N` in an included file.
+fn place(file: &Path, line: usize, plugstack: &Path) -> String {
+    if file == plugstack {
+        format!("line {line}")
+    } else {
+        format!("{}:{line}", file.display())
+    }
+}
+
+fn berth_line(out: &mut String, b: &BerthLine, plugstack: &Path) {
     let kind = if b.line.required {
         "required"
     } else {
@@ -135,9 +135,8 @@ fn berth_line(out: &mut String, b: &BerthLine) {
     };
     let _ = writeln!(
         out,
-        "  {}:{}: {kind} {} {}",
-        b.line.file.display(),
-        b.line.line,
+        "  {}: {kind} {} {}",
+        place(&b.line.file, b.line.line, plugstack),
         b.line.plugin,
         b.line.args.join(" ")
     );
@@ -359,5 +358,234 @@ fn problems(out: &mut String, problems: &[String]) {
     section(out, "Problems");
     for p in problems {
         let _ = writeln!(out, "- {p}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::rules::Identity;
+    use crate::cgroup::{CpusetState, Group, Hierarchy, Mounts};
+    use crate::config::CpusetPolicy;
+    use crate::cpuset::CpuSet;
+    use crate::doctor::constraints::CgrulesView;
+    use crate::doctor::node::NodeInfo;
+    use crate::doctor::verdict::{self, BerthSetup, StockInputs, TaskPlugins};
+    use crate::doctor::{berth_setup, expected_log, slurm_conf, DryRun};
+    use crate::reconcile::facts::Placement;
+    use crate::reconcile::{plan, Allocation, Facts};
+    use crate::topology::Topology;
+
+    fn set(s: &str) -> CpuSet {
+        CpuSet::parse(s).unwrap()
+    }
+
+    fn state(cpus: &str) -> CpusetState {
+        CpusetState {
+            cpus: set(cpus),
+            mems: set("0"),
+            effective_cpus: set(cpus),
+            effective_mems: set("0"),
+        }
+    }
+
+    fn slurm_side(dir: &std::path::Path, berth_args: &str) -> slurm_conf::SlurmSide {
+        let plugin = dir.join("libberth.so");
+        std::fs::write(&plugin, "").unwrap();
+        std::fs::write(
+            dir.join("slurm.conf"),
+            "TaskPlugin=task/affinity\nProctrackType=proctrack/cgroup\nNodeName=n1 NodeHostname=h CPUs=2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("cgroup.conf"),
+            "CgroupPlugin=cgroup/v1\nConstrainCores=yes\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("plugstack.conf"),
+            format!("required {} {berth_args}\n", plugin.display()),
+        )
+        .unwrap();
+        slurm_conf::read_slurm_side(&dir.join("slurm.conf")).unwrap()
+    }
+
+    /// slurmd in cpuset /ext {0} on a 2-core node; a step on cores 0-1.
+    fn report(berth_args: &str) -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        let slurm = slurm_side(dir.path(), berth_args);
+        let topology = Topology::synthetic("core:2 pu:1").unwrap();
+        let alloc = Allocation::resolve(&set("0-1"), &topology).unwrap();
+        let ext = Group::new(Hierarchy::CpusetV1, "/ext");
+        let mounts = Mounts {
+            cpuset_v1: Some("/sys/fs/cgroup/cpuset".into()),
+            cpu_v1: Some("/sys/fs/cgroup/cpu".into()),
+            unified: None,
+        };
+        let facts = Facts {
+            node_cpus: set("0-1"),
+            node_mems: set("0"),
+            mounts: mounts.clone(),
+            placement: Placement {
+                pid: 7,
+                cpuset_group: Some(ext.clone()),
+                cpuset: Some(state("0")),
+                cpu_group: Some(Group::new(Hierarchy::CpuV1, "/")),
+                affinity: set("0"),
+            },
+            user: Identity {
+                uid: 5001,
+                user: "alice".into(),
+                gid: 5001,
+                group: "alice".into(),
+                groups: vec![],
+            },
+            rule: None,
+            configured_weights: Default::default(),
+            live_weights: Default::default(),
+        };
+        let setup = berth_setup(&slurm);
+        let policy = match &setup {
+            BerthSetup::Active(p) => *p,
+            _ => CpusetPolicy::Off,
+        };
+        let plan = plan::plan(&facts, &alloc, policy);
+        let without_berth = verdict::without_berth(&StockInputs {
+            plugins: TaskPlugins::parse(slurm.task_plugin.as_deref()),
+            conflicts: &plan.conflicts,
+            alloc: &alloc,
+            inherited: &facts.placement.affinity,
+            kernel_keeps_affinity: true,
+        });
+        let with_berth = verdict::with_berth(&setup, &without_berth, &plan);
+        let problems = super::super::config_problems(&slurm);
+        let status = Status::of(problems.len(), plan.conflicts.len(), Some(&with_berth));
+        Report {
+            node: NodeInfo {
+                name: Some("n1".into()),
+                host: "h".into(),
+                slurmd_pid_file: None,
+                slurmd_pid: Some(7),
+                kernel: "6.18.0".into(),
+                kernel_keeps_affinity: true,
+            },
+            berth: super::super::describe_setup(&setup),
+            topology: Some(TopologyView::new(&topology, &Default::default())),
+            constraints: Constraints {
+                mounts,
+                slurmd_cpuset: vec![GroupView {
+                    group: ext,
+                    cpuset: Some(state("0")),
+                    error: None,
+                }],
+                slurmd_unified: vec![],
+                slurmd_affinity: Some(set("0")),
+                slurmd_threads_differing: vec![],
+                cgrules: CgrulesView {
+                    file: "/etc/cgrules.conf".into(),
+                    rules: vec![],
+                    error: None,
+                    socket: "/run/cgred.socket".into(),
+                    socket_present: false,
+                    daemon_pids: vec![],
+                },
+                systemd: vec![],
+                occupied_cpusets: vec![],
+            },
+            job: None,
+            dry_run: Some(DryRun {
+                user: facts.user.clone(),
+                allocation_from: "--cores 0-1".into(),
+                expected_log: expected_log(&setup, &plan, &alloc),
+                allocation: alloc,
+                facts,
+                plan,
+                without_berth,
+                with_berth,
+            }),
+            logs: None,
+            problems,
+            exit_code: status.exit_code(),
+            status,
+            slurm,
+        }
+    }
+
+    #[test]
+    fn a_reconciled_conflict_reads_top_to_bottom_and_exits_1() {
+        let r = report("cpuset_policy=shares");
+        assert_eq!(r.exit_code, 1);
+        let text = text(&r);
+        let order = [
+            "berth doctor: node n1 on host h, slurmd pid 7",
+            "== Slurm (",
+            "TaskPlugin      task/affinity",
+            ": required ",
+            "    parsed: cpuset_policy=shares log_hooks=no",
+            "berth           active, cpuset_policy=shares",
+            "== Topology",
+            "Slurm core -> OS CPUs: 0->0 1->1",
+            "== Constraints on CPUs from outside Slurm",
+            "cpuset (v1)     cpuset:/ext (CPUs 0, memory nodes 0)",
+            "affinity        slurmd's CPU mask 0",
+            "== Dry run (nothing is changed)",
+            "conflict        slurmd's cpuset cpuset:/ext (CPUs 0, memory nodes 0) lacks CPUs 1",
+            "Without berth (TaskPlugin=task/affinity): fails: task/affinity cannot bind tasks to CPUs 1",
+            "With berth: runs on its allocated CPUs: cpuset_policy=shares: moved the step to cpuset:/",
+            "berth will log: cpuset conflict: ",
+            "Result: conflicts that berth reconciles (exit 1)",
+        ];
+        let mut at = 0;
+        for piece in order {
+            let found = text[at..]
+                .find(piece)
+                .unwrap_or_else(|| panic!("{piece:?} missing after byte {at} in:\n{text}"));
+            at += found + piece.len();
+        }
+        assert!(!text.contains("== Problems"), "{text}");
+    }
+
+    #[test]
+    fn strict_with_a_conflict_fails_and_says_why() {
+        let r = report("cpuset_policy=strict");
+        assert_eq!(r.exit_code, 2);
+        let text = text(&r);
+        assert!(
+            text.contains(
+                "With berth: fails: cpuset_policy=strict refuses the step: this node imposes"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth will log: cpuset_policy=strict: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Result: something will fail (see above) (exit 2)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_broken_line_shows_its_error_and_a_problem() {
+        let r = report("cpuset_policy=bogus");
+        assert_eq!(r.exit_code, 2);
+        let text = text(&r);
+        assert!(text.contains("    ERROR: "), "{text}");
+        assert!(text.contains("invalid argument 'cpuset_policy=bogus': accepted values: shares, widen, strict, off"), "{text}");
+        assert!(text.contains("berth           inactive: "), "{text}");
+        assert!(
+            text.contains("== Problems\n- berth's plugstack.conf line is broken: "),
+            "{text}"
+        );
+        // berth inactive: the stock verdict stands.
+        assert!(
+            text.contains("With berth: fails: berth is inactive: "),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["status"], "fails");
+        assert_eq!(json["dry_run"]["with_berth"]["outcome"], "fails");
+        assert_eq!(json["dry_run"]["plan"]["conflicts"][0]["kind"], "cpuset");
     }
 }
