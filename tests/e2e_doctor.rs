@@ -11,8 +11,9 @@
 //! to restart): no conflict; slurmd in an external cpuset {0} with a step on
 //! CPUs 0-1 (partial overlap) and with a job on CPU 1 only (disjoint, via
 //! `--job`); the same under cpuset_policy=strict; slurmd with a narrowed
-//! affinity; a real cgrulesengd with a rule for user berthrule; a broken
-//! plugstack.conf line.
+//! affinity; a real cgrulesengd with a rule for user berthrule (on 24.11 the
+//! host's rules, socket and user are made visible in the chroot, as they would
+//! be on a real node); a broken plugstack.conf line.
 
 mod support;
 
@@ -22,7 +23,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Cluster, Run, Setup, Version};
+use support::{Cluster, Run, Setup};
 
 /// The external cpuset these tests start slurmd in (CPU 0, memory node 0).
 const EXT_CPUSET: &str = "berth-doctor-ext";
@@ -447,18 +448,11 @@ fn a_cgrulesengd_rule_for_the_user() {
     let Some(cluster) = support::cluster() else {
         return;
     };
-    if cluster.version() == Version::V24_11 {
-        // Marked, not skipped silently: see the message.
-        eprintln!(
-            "NOT SUPPORTED on the 24.11 test cluster: cgrulesengd runs on the host, while the 24.11 \
-             node is a chroot with its own /etc/cgrules.conf, /run and passwd; neither slurmstepd's \
-             berth nor doctor inside the chroot can see the host's rules or socket. Covered on 22.05."
-        );
-        return;
-    }
     cluster.ensure(&Setup::default());
     make_cpuset(RULE_CPUSET);
     let daemon = Cgred::start(&format!("{RULE_USER} cpuset {RULE_CPUSET}/\n"));
+    // 24.11's node is a chroot: give it the host's rules, socket and user (see NodeView).
+    let view = cluster.root().map(|root| NodeView::new(&root));
     let (run, r) = doctor(&cluster, &["--user", RULE_USER, "--cores", "0-1"]);
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(r["dry_run"]["user"]["uid"], RULE_UID);
@@ -487,6 +481,7 @@ fn a_cgrulesengd_rule_for_the_user() {
     let mut cpus = cpus_of_tasks(&run);
     cpus.sort();
     assert_eq!(cpus, vec!["0", "1"], "{run}");
+    drop(view);
     drop(daemon);
 }
 
@@ -543,6 +538,56 @@ impl Drop for Cgred {
                 let _ = fs::remove_file(CGRULES);
             }
         }
+    }
+}
+
+/// What the 24.11 chroot needs to see of the host's cgrulesengd: the same
+/// /etc/cgrules.conf, the daemon's socket (bind-mounted), and the rule's user
+/// with the same uid. The chroot's overlay is made afresh by every `up`; the
+/// bind mount is undone when dropped.
+struct NodeView {
+    socket: PathBuf,
+}
+
+impl NodeView {
+    fn new(root: &Path) -> NodeView {
+        fs::copy(CGRULES, root.join("etc/cgrules.conf"))
+            .expect("copy cgrules.conf into the chroot");
+        let has_user = Command::new("chroot")
+            .arg(root)
+            .args(["getent", "passwd", RULE_USER])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_user {
+            let uid = RULE_UID.to_string();
+            let out = Command::new("chroot")
+                .arg(root)
+                .args([
+                    "useradd", "-u", &uid, "-U", "-M", "-s", "/bin/sh", RULE_USER,
+                ])
+                .output()
+                .expect("useradd in the chroot");
+            assert!(
+                out.status.success(),
+                "useradd {RULE_USER} in the chroot: {out:?}"
+            );
+        }
+        let socket = root.join(CGRED_SOCKET.trim_start_matches('/'));
+        fs::write(&socket, "").expect("mount point for the socket");
+        let out = Command::new("mount")
+            .args(["--bind", CGRED_SOCKET])
+            .arg(&socket)
+            .output()
+            .expect("mount --bind the socket");
+        assert!(out.status.success(), "bind-mount {CGRED_SOCKET}: {out:?}");
+        NodeView { socket }
+    }
+}
+
+impl Drop for NodeView {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.socket).status();
+        let _ = fs::remove_file(&self.socket);
     }
 }
 
