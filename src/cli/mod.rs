@@ -1,5 +1,6 @@
 //! The `berth` admin command: one subcommand per concern, each in its own file.
 
+pub mod doctor;
 pub mod sif;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Inspect, check and build SIF images.
     Sif(sif::SifArgs),
+    /// Report how this node's Slurm, berth and CPU constraints fit together.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Parses the command line, runs the subcommand, and returns the exit status.
@@ -24,5 +27,6 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Sif(args) => sif::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }

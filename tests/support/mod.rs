@@ -75,6 +75,9 @@ pub struct Setup {
     pub berth: bool,
     /// slurm.conf PrologFlags (e.g. `Contain`, which gives every job an extern step).
     pub prolog_flags: String,
+    /// A cpuset cgroup (path under /sys/fs/cgroup/cpuset) slurmd is started in, as
+    /// on a site with an external cpuset; empty: none.
+    pub slurmd_cpuset: String,
 }
 
 impl Default for Setup {
@@ -86,6 +89,7 @@ impl Default for Setup {
             plugstack_args: "log_hooks=yes".into(),
             berth: true,
             prolog_flags: String::new(),
+            slurmd_cpuset: String::new(),
         }
     }
 }
@@ -109,6 +113,10 @@ impl Setup {
     }
     pub fn prolog_flags(mut self, flags: &str) -> Setup {
         self.prolog_flags = flags.into();
+        self
+    }
+    pub fn slurmd_cpuset(mut self, cgroup: &str) -> Setup {
+        self.slurmd_cpuset = cgroup.into();
         self
     }
 }
@@ -347,6 +355,7 @@ impl Cluster {
             plugstack_args: get("plugstack_args"),
             berth: get("berth") == "yes",
             prolog_flags: get("prolog_flags"),
+            slurmd_cpuset: get("slurmd_cpuset"),
         }
     }
 
@@ -425,6 +434,9 @@ impl Cluster {
         }
         if !setup.prolog_flags.is_empty() {
             cmd.args(["--prolog-flags", &setup.prolog_flags]);
+        }
+        if !setup.slurmd_cpuset.is_empty() {
+            cmd.args(["--slurmd-cpuset", &setup.slurmd_cpuset]);
         }
         if let Ok(plugin) = std::env::var("BERTH_E2E_PLUGIN") {
             if !plugin.is_empty() {
