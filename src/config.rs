@@ -111,18 +111,98 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// The keys berth accepts, for error messages and documentation.
-pub const KEYS: &[&str] = &[
-    "cpuset_policy",
-    "log_hooks",
-    "topology_cache",
-    "option_prefix",
-    "binds",
-    "mount_home",
-    "user_binds",
-    "mount_idle_seconds",
-    "run_dir",
+/// One plugstack.conf key: the single source of its name, default and
+/// meaning for the parser's error text, `berth doctor` and docs/admin.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    /// The default, written as it would be on the plugstack.conf line.
+    pub default: &'static str,
+    /// What values are accepted.
+    pub accepted: &'static str,
+    pub description: &'static str,
+}
+
+/// Every key berth accepts, in the order the docs list them.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "cpuset_policy",
+        default: "shares",
+        accepted: "shares, widen, strict, off",
+        description: "what berth does when a cpuset or affinity outside Slurm (slurmd's cpuset, a cgrules.conf rule, slurmd's CPU mask) excludes the step's allocation: `shares` moves the step out and keeps the external group's intent as a cpu weight; `widen` adds the allocation to the external cpuset while steps need it; `strict` fails the step with the cause on srun's stderr; `off` does nothing",
+    },
+    Key {
+        name: "log_hooks",
+        default: "no",
+        accepted: "yes or no",
+        description: "one info line per SPANK hook with the items berth sees (for debugging berth itself)",
+    },
+    Key {
+        name: "topology_cache",
+        default: "/run/berth/topology.xml",
+        accepted: "an absolute path, or none",
+        description: "where the node's hwloc topology is cached as XML (rebuilt after a reboot)",
+    },
+    Key {
+        name: "option_prefix",
+        default: "",
+        accepted: "letters, digits and '-'",
+        description: "prefix for berth's container options, e.g. `berth` gives `--berth-container-mounts` (for clusters that also run pyxis)",
+    },
+    Key {
+        name: "binds",
+        default: "",
+        accepted: "SRC[:DST][:ro],...",
+        description: "bind mounts added to every container",
+    },
+    Key {
+        name: "mount_home",
+        default: "yes",
+        accepted: "yes or no",
+        description: "bind the user's home directory into containers by default",
+    },
+    Key {
+        name: "user_binds",
+        default: "/",
+        accepted: "absolute path prefixes, comma-separated, or none",
+        description: "where users may bind from with `--container-mounts`",
+    },
+    Key {
+        name: "mount_idle_seconds",
+        default: "300",
+        accepted: "a whole number of seconds",
+        description: "how long an image stays mounted after its last step",
+    },
+    Key {
+        name: "run_dir",
+        default: "/run/berth",
+        accepted: "an absolute path",
+        description: "where berth keeps its mounts and state on the node",
+    },
 ];
+
+/// The key names, comma-separated (for error messages).
+pub fn key_names() -> String {
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The docs' table of keys (docs/admin.md holds exactly this; a test checks).
+pub fn keys_markdown() -> String {
+    let mut out =
+        String::from("| key | default | accepted values | what it does |\n|---|---|---|---|\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() {
+            "(empty)".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        out += &format!(
+            "| `{}` | {default} | {} | {} |\n",
+            k.name, k.accepted, k.description
+        );
+    }
+    out
+}
 
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
@@ -174,6 +254,56 @@ fn parse_list<T>(value: &str, item: impl Fn(&str) -> Result<T, String>) -> Resul
 }
 
 impl Config {
+    /// Every key with its value, written as on the plugstack.conf line (in
+    /// KEYS order), for `berth doctor`.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let paths = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let binds = self
+            .site_binds
+            .iter()
+            .map(|b| {
+                let mut s = b.source.display().to_string();
+                if b.target != b.source {
+                    s += &format!(":{}", b.target.display());
+                }
+                if b.read_only {
+                    s += ":ro";
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            ("cpuset_policy", self.cpuset_policy.to_string()),
+            ("log_hooks", yes(self.log_hooks)),
+            (
+                "topology_cache",
+                self.topology_cache
+                    .as_ref()
+                    .map_or("none".into(), |p| p.display().to_string()),
+            ),
+            ("option_prefix", self.option_prefix.clone()),
+            ("binds", binds),
+            ("mount_home", yes(self.mount_home)),
+            (
+                "user_binds",
+                if self.user_bind_prefixes.is_empty() {
+                    "none".into()
+                } else {
+                    paths(&self.user_bind_prefixes)
+                },
+            ),
+            ("mount_idle_seconds", self.mount_idle_seconds.to_string()),
+            ("run_dir", self.run_dir.display().to_string()),
+        ]
+    }
+
     /// Parses the plugstack.conf arguments.
     pub fn from_args<S: AsRef<str>>(args: &[S]) -> Result<Config, ConfigError> {
         let mut config = Config::default();
@@ -189,10 +319,7 @@ impl Config {
 
     fn apply(&mut self, arg: &str) -> Result<(), String> {
         let Some((key, value)) = arg.split_once('=') else {
-            return Err(format!(
-                "expected key=value; known keys: {}",
-                KEYS.join(", ")
-            ));
+            return Err(format!("expected key=value; known keys: {}", key_names()));
         };
         match key {
             "cpuset_policy" => {
@@ -229,12 +356,7 @@ impl Config {
                     .map_err(|_| "expected a whole number of seconds".to_string())?
             }
             "run_dir" => self.run_dir = parse_abs_path(value)?,
-            _ => {
-                return Err(format!(
-                    "unknown key '{key}'; known keys: {}",
-                    KEYS.join(", ")
-                ))
-            }
+            _ => return Err(format!("unknown key '{key}'; known keys: {}", key_names())),
         }
         Ok(())
     }
@@ -328,6 +450,60 @@ mod tests {
             .contains("absolute"));
         assert!(Config::from_args(&["binds=/a:/b:/c"]).is_err());
         assert!(Config::from_args(&["option_prefix=a b"]).is_err());
+    }
+
+    #[test]
+    fn the_keys_table_gives_the_defaults_and_matches_settings() {
+        let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        let settings = Config::default().settings();
+        assert_eq!(
+            names,
+            settings.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            "KEYS and Config::settings list the same keys in the same order"
+        );
+        for (key, (_, value)) in KEYS.iter().zip(&settings) {
+            assert_eq!(key.default, value, "default of {}", key.name);
+            let arg = format!("{}={}", key.name, key.default);
+            assert_eq!(
+                Config::from_args(&[arg]).unwrap(),
+                Config::default(),
+                "{}",
+                key.name
+            );
+        }
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_parser() {
+        let args = [
+            "cpuset_policy=widen",
+            "log_hooks=yes",
+            "topology_cache=none",
+            "option_prefix=berth",
+            "binds=/scratch,/opt/sw:/sw:ro",
+            "mount_home=no",
+            "user_binds=none",
+            "mount_idle_seconds=60",
+            "run_dir=/var/run/berth",
+        ];
+        let config = Config::from_args(&args).unwrap();
+        let again: Vec<String> = config
+            .settings()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(again, args);
+    }
+
+    #[test]
+    fn docs_admin_md_holds_the_keys_table() {
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/admin.md"))
+            .expect("docs/admin.md");
+        assert!(
+            docs.contains(&keys_markdown()),
+            "docs/admin.md's key table is out of date; replace it with the output of `berth doctor --keys`:\n{}",
+            keys_markdown()
+        );
     }
 
     #[test]

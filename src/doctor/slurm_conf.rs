@@ -198,6 +198,91 @@ pub struct SlurmSide {
     /// What oci.conf's presence means for `srun --container=IMAGE.sif`.
     pub container_note: String,
     pub slurmd_log_file: Option<String>,
+    pub slurmd_pid_file: Option<String>,
+    /// The `NodeName=` lines (name and NodeHostname), for finding this host's slurmd.
+    pub nodes: Vec<NodeLine>,
+}
+
+/// One node of a `NodeName=` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeLine {
+    pub name: String,
+    /// NodeHostname, else the name itself (Slurm's default).
+    pub hostname: String,
+}
+
+/// The nodes of slurm.conf's `NodeName=` lines. Simple host ranges
+/// (`n[1-3,5]`) are expanded; `NodeName=DEFAULT` is skipped.
+pub fn parse_nodes(text: &str) -> Vec<NodeLine> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut name = None;
+        let mut hostname = None;
+        for word in line.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            match key.to_ascii_lowercase().as_str() {
+                "nodename" => name = Some(value),
+                "nodehostname" => hostname = Some(value),
+                _ => {}
+            }
+        }
+        let Some(name) = name.filter(|n| !n.eq_ignore_ascii_case("default")) else {
+            continue;
+        };
+        let names = expand_hostlist(name);
+        let hosts = hostname.map(expand_hostlist);
+        for (i, n) in names.iter().enumerate() {
+            let host = match &hosts {
+                Some(h) if h.len() == names.len() => h[i].clone(),
+                Some(h) => h.first().cloned().unwrap_or_else(|| n.clone()),
+                None => n.clone(),
+            };
+            out.push(NodeLine {
+                name: n.clone(),
+                hostname: host,
+            });
+        }
+    }
+    out
+}
+
+/// `n[1-3,5]` -> n1 n2 n3 n5; a list with commas outside brackets is split.
+pub fn expand_hostlist(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in list.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.extend(expand_one(&list[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.extend(expand_one(&list[start..]));
+    out
+}
+
+fn expand_one(host: &str) -> Vec<String> {
+    let (Some(open), Some(close)) = (host.find('['), host.find(']')) else {
+        return vec![host.to_string()];
+    };
+    let (prefix, ranges, suffix) = (&host[..open], &host[open + 1..close], &host[close + 1..]);
+    let mut out = Vec::new();
+    for range in ranges.split(',') {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let width = a.len();
+        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+            out.extend((a..=b).map(|n| format!("{prefix}{n:0width$}{suffix}")));
+        }
+    }
+    out
 }
 
 /// Where slurm.conf is: `$SLURM_CONF`, else /etc/slurm/slurm.conf.
@@ -208,7 +293,8 @@ pub fn default_slurm_conf() -> PathBuf {
 }
 
 pub fn read_slurm_side(slurm_conf: &Path) -> std::io::Result<SlurmSide> {
-    let conf = parse_key_values(&fs::read_to_string(slurm_conf)?);
+    let text = fs::read_to_string(slurm_conf)?;
+    let conf = parse_key_values(&text);
     let dir = slurm_conf.parent().unwrap_or(Path::new("/etc/slurm"));
     let cgroup = fs::read_to_string(dir.join("cgroup.conf"))
         .map(|t| parse_key_values(&t))
@@ -242,6 +328,8 @@ pub fn read_slurm_side(slurm_conf: &Path) -> std::io::Result<SlurmSide> {
         oci_conf,
         oci_conf_exists,
         slurmd_log_file: conf.get("slurmdlogfile").cloned(),
+        slurmd_pid_file: conf.get("slurmdpidfile").cloned(),
+        nodes: parse_nodes(&text),
     })
 }
 
@@ -306,6 +394,21 @@ mod tests {
         assert!(berth.error.unwrap().ends_with(
             "berth.conf:1: invalid argument 'cpuset_policy=bogus': accepted values: shares, widen, strict, off"
         ));
+    }
+
+    #[test]
+    fn node_lines_give_names_and_hostnames() {
+        let nodes = parse_nodes(
+            "NodeName=DEFAULT CPUs=2\nNodeName=b0n1 NodeHostname=h1 Port=1\nnodename=c[01-02,7] CPUs=1 # x\n#NodeName=gone\n",
+        );
+        let pairs: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.hostname.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![("b0n1", "h1"), ("c01", "c01"), ("c02", "c02"), ("c7", "c7")]
+        );
     }
 
     #[test]

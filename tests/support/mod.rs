@@ -77,7 +77,8 @@ pub struct Setup {
     pub berth: bool,
     /// slurm.conf PrologFlags (e.g. `Contain`, which gives every job an extern step).
     pub prolog_flags: String,
-    /// A cpuset cgroup (path under /sys/fs/cgroup/cpuset) slurmd starts in; "" none.
+    /// A cpuset cgroup (path under /sys/fs/cgroup/cpuset) slurmd is started in, as
+    /// on a site with an external cpuset; empty: none.
     pub slurmd_cpuset: String,
     /// slurmd's CPU affinity (`taskset -c`); "" every online CPU.
     pub slurmd_affinity: String,
@@ -601,8 +602,21 @@ impl Cluster {
         fs::read_to_string(logs.join("slurmctld.log")).unwrap_or_default()
     }
 
-    /// Where every node's slurmd log ends now.
+    /// Waits until no job is pending, running or completing (an earlier test's job may
+    /// still be ending), then notes where every node's slurmd log ends.
     pub fn mark(&self) -> LogMark {
+        let start = Instant::now();
+        loop {
+            let run = self.client(None, &[], &["squeue", "-h", "-t", "PD,R,CG", "-o", "%A"]);
+            if run.ok() && run.stdout.trim().is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "jobs still there after 30 s:\n{run}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         LogMark {
             offsets: self
                 .log_files()
