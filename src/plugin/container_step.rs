@@ -1,20 +1,287 @@
 //! slurmstepd side of `srun --container=IMAGE.sif` (see `crate::container`).
+//!
+//! Hook by hook:
+//! - `user_init` (slurmstepd, euid = the user, cwd = the job's, before any
+//!   task is forked): everything that can fail is done here, with the user's
+//!   rights where the user names a path: open the image, check it, open the
+//!   bind sources; then, as root, take the image's shared mount from the
+//!   cache (mounting it on first use), build the step's view in a namespace
+//!   of its own, and set the task environment. A failure is printed once on
+//!   srun's stderr as `berth: <cause and what to do>` and remembered.
+//! - `task_init_privileged` (each task, root): enter the view in a namespace
+//!   of the task's own, or fail the task if `user_init` failed, so srun exits
+//!   non-zero and the command never runs on the host.
+//! - `task_init` (each task, as the user): `--container-workdir`.
+//! - `exit` (slurmstepd, root): give the cached mount back; unmount images
+//!   idle for `mount_idle_seconds`.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::PluginError;
 use crate::config::{Config, ConfigError};
-use crate::spank::{Hook, Spank};
+use crate::container::binds::{self, Bind};
+use crate::container::cache::{Cache, Holder, Lease};
+use crate::container::identity::{self, Identity};
+use crate::container::privilege::RootGuard;
+use crate::container::{env, image, sys, view, ContainerError};
+use crate::options::{self, UserOptions};
+use crate::spank::{self, Hook, Spank, StepId};
 
 /// What the container support keeps about the step between hooks.
 #[derive(Default)]
-pub(crate) struct ContainerState {}
+pub(crate) struct ContainerState {
+    step: Option<Result<Running, Refused>>,
+}
+
+/// A step running in an image on this node.
+struct Running {
+    /// The step's mount namespace, entered by each task.
+    ns: OwnedFd,
+    lease: Lease,
+    cache: Cache,
+    workdir: Option<PathBuf>,
+}
+
+/// A step refused in `user_init`; the user has been told why.
+struct Refused(String);
 
 pub(super) fn on_hook(
-    _hook: Hook,
-    _spank: &mut dyn Spank,
-    _config: &Config,
-    _state: &mut ContainerState,
+    hook: Hook,
+    spank: &mut dyn Spank,
+    config: &Config,
+    state: &mut ContainerState,
 ) -> Result<(), PluginError> {
+    let started = Instant::now();
+    let result = match hook {
+        Hook::UserInit => user_init(spank, config, state),
+        Hook::TaskInitPrivileged => task_init_privileged(state),
+        Hook::TaskInit => task_init(spank, state),
+        Hook::Exit => exit(config, state),
+        _ => return Ok(()),
+    };
+    if state.step.is_some() {
+        log::debug!(
+            "container: {} took {} us",
+            hook.name(),
+            started.elapsed().as_micros()
+        );
+    }
+    result
+}
+
+fn user_init(
+    spank: &mut dyn Spank,
+    config: &Config,
+    state: &mut ContainerState,
+) -> Result<(), PluginError> {
+    let Some(request) = spank.getenv("SLURM_CONTAINER")?.filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
+    state.step = match start_step(spank, config, Path::new(&request)) {
+        Ok(Some(running)) => Some(Ok(running)),
+        Ok(None) => {
+            log::info!(
+                "--container={request} is not an image; left to Slurm's OCI support (oci.conf)"
+            );
+            None
+        }
+        Err(e) => Some(Err(tell_user(&e))),
+    };
     Ok(())
+}
+
+/// The whole container setup of a step, as named steps.
+fn start_step(
+    spank: &mut dyn Spank,
+    config: &Config,
+    request: &Path,
+) -> Result<Option<Running>, ContainerError> {
+    let options = user_options(spank, config)?;
+    let file = image::open_as_user(request)?;
+    let Some(image) = image::locate(request, file, image::oci_conf_exists())? else {
+        return Ok(None);
+    };
+    let identity = lookup_identity(spank)?;
+    let binds = plan_binds(spank, config, &options, &identity)?;
+    let opened = binds::open_as_user(&binds, &config.user_bind_prefixes)?;
+    let _root = RootGuard::regain().map_err(|error| ContainerError::Setup {
+        what: "regain root",
+        error,
+    })?;
+    let cache = Cache::new(&config.run_dir);
+    let holder = Holder::current().map_err(|error| ContainerError::Setup {
+        what: "identify slurmstepd",
+        error,
+    })?;
+    let lease = cache.acquire(&image.file, &image.key, holder)?;
+    log::debug!(
+        "container: image {} {} at {}",
+        image.path.display(),
+        if lease.mounted_now {
+            "mounted"
+        } else {
+            "already mounted"
+        },
+        lease.root.display()
+    );
+    let stage = stage_dir(config)?;
+    let spec = view::Spec {
+        image_root: &lease.root,
+        stage: &stage,
+        writable: options.writable,
+        binds: &binds,
+        opened: &opened,
+        identity: Some(&identity),
+    };
+    let view = match view::build(&spec) {
+        Ok(v) => v,
+        Err(e) => {
+            release(&cache, lease, config);
+            return Err(e.into());
+        }
+    };
+    set_task_env(spank, &options, &identity, &view.scripts)?;
+    Ok(Some(Running {
+        ns: view.ns,
+        lease,
+        cache,
+        workdir: options.workdir,
+    }))
+}
+
+fn user_options(spank: &dyn Spank, config: &Config) -> Result<UserOptions, ContainerError> {
+    let job_env = env::from_strings(&spank.job_env()?);
+    Ok(options::parse(
+        &config.option_prefix,
+        &spank::options::all_values(),
+        &job_env,
+    )?)
+}
+
+fn lookup_identity(spank: &dyn Spank) -> Result<Identity, ContainerError> {
+    let uid = spank.uid()?;
+    identity::lookup(uid, spank.gid()?, &spank.supplementary_gids()?)
+        .map_err(|error| ContainerError::Identity { uid, error })
+}
+
+fn plan_binds(
+    spank: &dyn Spank,
+    config: &Config,
+    options: &UserOptions,
+    identity: &Identity,
+) -> Result<Vec<Bind>, ContainerError> {
+    let cwd = std::env::current_dir().map_err(|error| ContainerError::Setup {
+        what: "read the job's working directory",
+        error,
+    })?;
+    let batch_script = match spank.step_id()? {
+        StepId::Batch => spank.job_argv()?.into_iter().next().map(PathBuf::from),
+        _ => None,
+    };
+    let home = PathBuf::from(&identity.user.home);
+    let request = binds::Request {
+        site: &config.site_binds,
+        home: options
+            .mount_home
+            .unwrap_or(config.mount_home)
+            .then_some(home.as_path()),
+        cwd: &cwd,
+        batch_script: batch_script.as_deref(),
+        user: &options.mounts,
+    };
+    Ok(binds::plan(&request)?)
+}
+
+/// `run_dir/stage`: an empty directory each step's private namespace mounts
+/// its overlay's tmpfs on (invisible to the host).
+fn stage_dir(config: &Config) -> Result<PathBuf, ContainerError> {
+    let stage = config.run_dir.join("stage");
+    std::fs::create_dir_all(&stage).map_err(|error| ContainerError::Setup {
+        what: "create berth's run directory",
+        error,
+    })?;
+    Ok(stage)
+}
+
+/// Sets the job environment the tasks start from (before the fork, so once
+/// per step); Slurm adds the per-task variables afterwards.
+fn set_task_env(
+    spank: &mut dyn Spank,
+    options: &UserOptions,
+    identity: &Identity,
+    scripts: &[env::Script],
+) -> Result<(), ContainerError> {
+    let job_env = env::from_strings(&spank.job_env()?);
+    let built = env::container_env(&job_env, scripts, &options.env, &identity.user.home);
+    for line in &built.skipped {
+        log::warn!("image environment: line not understood, skipped: {line}");
+    }
+    let (set, unset) = env::diff(&job_env, &built.env);
+    for (k, v) in &set {
+        spank.setenv(k, v, true)?;
+    }
+    for k in &unset {
+        spank.unsetenv(k)?;
+    }
+    Ok(())
+}
+
+/// Prints the one line the user sees on srun's stderr (slurmstepd's stderr
+/// is the task's there), and logs it in slurmd's log.
+fn tell_user(e: &ContainerError) -> Refused {
+    let text = e.to_string();
+    sys::write_all_raw(2, format!("berth: {text}\n").as_bytes());
+    log::info!("container step refused: {text}");
+    Refused(text)
+}
+
+fn task_init_privileged(state: &mut ContainerState) -> Result<(), PluginError> {
+    match &state.step {
+        None => Ok(()),
+        Some(Err(Refused(text))) => Err(PluginError::Reported(text.clone())),
+        Some(Ok(running)) => view::enter(running.ns.as_fd())
+            .map_err(|e| PluginError::Step(format!("cannot enter the container: {e}"))),
+    }
+}
+
+fn task_init(spank: &mut dyn Spank, state: &mut ContainerState) -> Result<(), PluginError> {
+    let Some(Ok(Running {
+        workdir: Some(dir), ..
+    })) = &state.step
+    else {
+        return Ok(());
+    };
+    std::env::set_current_dir(dir).map_err(|e| {
+        PluginError::Step(format!(
+            "--container-workdir: cannot change to {} in the container: {e}",
+            dir.display()
+        ))
+    })?;
+    spank.setenv("PWD", &dir.display().to_string(), true)?;
+    Ok(())
+}
+
+fn exit(config: &Config, state: &mut ContainerState) -> Result<(), PluginError> {
+    let Some(Ok(running)) = state.step.take() else {
+        return Ok(());
+    };
+    drop(running.ns);
+    release(&running.cache, running.lease, config);
+    Ok(())
+}
+
+fn release(cache: &Cache, lease: Lease, config: &Config) {
+    let idle = Duration::from_secs(config.mount_idle_seconds);
+    match cache.release(lease, idle) {
+        Ok(reaped) => {
+            for root in reaped.unmounted {
+                log::debug!("container: unmounted idle image {}", root.display());
+            }
+        }
+        Err(e) => log::error!("container: cannot release the image mount: {e}"),
+    }
 }
 
 /// With a broken plugstack.conf line, a step that asks for a container fails
@@ -55,5 +322,42 @@ mod tests {
             .to_string()
             .starts_with("cannot run --container=/img.sif: berth is misconfigured"));
         assert!(refuse_when_misconfigured(Hook::Init, &mut spank, &error).is_ok());
+    }
+
+    #[test]
+    fn steps_without_a_container_are_untouched() {
+        let mut spank = FakeSpank::remote();
+        let mut state = ContainerState::default();
+        let config = Config::default();
+        for hook in [
+            Hook::UserInit,
+            Hook::TaskInitPrivileged,
+            Hook::TaskInit,
+            Hook::Exit,
+        ] {
+            on_hook(hook, &mut spank, &config, &mut state).unwrap();
+        }
+        assert!(state.step.is_none());
+    }
+
+    #[test]
+    fn a_refused_step_fails_every_task_without_a_second_message() {
+        let mut spank = FakeSpank::remote();
+        spank
+            .env
+            .insert("SLURM_CONTAINER".into(), "/nonexistent/img.sif".into());
+        let mut state = ContainerState::default();
+        let config = Config::default();
+        on_hook(Hook::UserInit, &mut spank, &config, &mut state).unwrap();
+        for _ in 0..2 {
+            let err =
+                on_hook(Hook::TaskInitPrivileged, &mut spank, &config, &mut state).unwrap_err();
+            assert!(matches!(err, PluginError::Reported(_)));
+            assert!(
+                err.to_string()
+                    .starts_with("image /nonexistent/img.sif does not exist"),
+                "{err}"
+            );
+        }
     }
 }
