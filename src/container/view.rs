@@ -4,14 +4,15 @@
 //! [`build`] runs in a short-lived thread of slurmstepd (unshare affects only
 //! the calling thread, so slurmstepd itself never changes namespace):
 //!
-//! 1. a new mount namespace, everything in it private;
-//! 2. an overlay: the shared read-only squashfs below, a tmpfs above, so mount
+//! 1. detached copies of every bind source (open_tree, which copies only
+//!    mounts of the caller's namespace: so first); user sources come from
+//!    descriptors the user opened;
+//! 2. a new mount namespace, everything in it private;
+//! 3. an overlay: the shared read-only squashfs below, a tmpfs above, so mount
 //!    points can be created anywhere (and `--container-writable` costs
 //!    nothing more);
-//! 3. detached copies of every bind source (open_tree), taken while the host's
-//!    tree is still visible; user sources come from descriptors the user opened;
 //! 4. `pivot_root` into the overlay and detach the old root: nothing of the
-//!    host is reachable any more but the copies taken in 3;
+//!    host is reachable any more but the copies taken in 1;
 //! 5. read the image's passwd, group and env scripts, write the merged passwd
 //!    and group, create the mount points (all of this before anything of the
 //!    host is attached, so an image symlink cannot lead a root write out);
@@ -59,8 +60,9 @@ pub struct View {
 pub enum ViewError {
     #[error("cannot {what}: {error}")]
     Setup { what: String, error: io::Error },
-    #[error("cannot bind {source_path} at {target} in the container: {error}")]
+    #[error("cannot bind {source_path} at {target} in the container ({step}): {error}")]
     Bind {
+        step: &'static str,
         source_path: PathBuf,
         target: PathBuf,
         error: io::Error,
@@ -100,6 +102,9 @@ struct Tree {
 }
 
 fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
+    // open_tree copies only mounts of the caller's namespace: take the copies
+    // while this thread is still in the host's.
+    let trees = detach_sources(spec)?;
     sys::unshare_mount_ns().map_err(setup("create a mount namespace"))?;
     let ns = File::open("/proc/thread-self/ns/mnt")
         .map_err(setup("open the new mount namespace"))?
@@ -113,7 +118,6 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     )
     .map_err(setup("make the namespace's mounts private"))?;
     let root = stage_overlay(spec)?;
-    let trees = detach_sources(spec)?;
     pivot_into(&root)?;
     let scripts = read_env_scripts();
     if let Some(identity) = spec.identity {
@@ -128,6 +132,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     }
     for t in &trees {
         sys::move_mount(t.tree.as_fd(), &t.bind.target).map_err(|error| ViewError::Bind {
+            step: "attach",
             source_path: t.bind.source.clone(),
             target: t.bind.target.clone(),
             error,
@@ -208,6 +213,7 @@ fn detach_sources(spec: &Spec<'_>) -> Result<Vec<Tree>, ViewError> {
                 }
                 Err(error) => {
                     return Err(ViewError::Bind {
+                        step: "open the source",
                         source_path: bind.source.clone(),
                         target: bind.target.clone(),
                         error,
@@ -216,6 +222,7 @@ fn detach_sources(spec: &Spec<'_>) -> Result<Vec<Tree>, ViewError> {
             }
         };
         let bind_err = |error| ViewError::Bind {
+            step: "copy the source",
             source_path: bind.source.clone(),
             target: bind.target.clone(),
             error,
@@ -232,6 +239,7 @@ fn detach_sources(spec: &Spec<'_>) -> Result<Vec<Tree>, ViewError> {
         }
         if attrs != 0 {
             sys::set_tree_attrs(tree.as_fd(), attrs).map_err(|error| ViewError::Bind {
+                step: "set read-only, nosuid, nodev",
                 source_path: bind.source.clone(),
                 target: bind.target.clone(),
                 error,
@@ -322,6 +330,7 @@ fn make_mount_points(trees: &[Tree]) -> Result<(), ViewError> {
         }
         let target = &t.bind.target;
         let err = |error| ViewError::Bind {
+            step: "create the mount point",
             source_path: t.bind.source.clone(),
             target: target.clone(),
             error,
