@@ -1,1 +1,48 @@
-//! (being built)
+//! SIF (Singularity Image Format): read, validate, write, and print like `siftool`.
+//!
+//! A SIF file is a 128-byte global header, a table of fixed-size object descriptors,
+//! and the data objects the descriptors point at (a definition file, JSON metadata,
+//! signatures, and the filesystem partitions). berth runs a job step in the image's
+//! *primary system partition*, a squashfs that it mounts read-only through a loop
+//! device limited to that partition's bytes.
+//!
+//! What each file does:
+//! - [`format`]: the numbers and names of the on-disk format (data types, filesystem and
+//!   partition types, ...), printed exactly as `siftool` prints them.
+//! - [`arch`]: SIF architecture codes, the host's architecture and which images it runs.
+//! - [`header`], [`descriptor`]: the two on-disk records, parsed from and encoded to bytes.
+//! - [`validate`]: the structural checks that keep every read and mount inside the image.
+//! - [`squashfs`]: the squashfs superblock check of the root partition.
+//! - [`image`]: [`Image`], an opened and validated image, and the queries on it.
+//! - [`siftool`]: `siftool header|list|info` output, byte for byte.
+//! - [`write`]: writing a SIF file from data objects, laid out as `apptainer build` does.
+//! - [`build`]: `berth sif build`: rootfs directory -> mksquashfs -> SIF, and a
+//!   busybox-static rootfs for tests.
+//!
+//! Entry points for the container code: [`Image::open`] or [`Image::from_file`] (the
+//! latter with a `File` the job user opened), then [`Image::check_runnable_on_host`],
+//! which returns the [`Partition`] to mount (`offset`, `size`, `fs_type`, `arch`).
+
+pub mod arch;
+pub mod build;
+mod bytes;
+pub mod descriptor;
+mod error;
+pub mod format;
+pub mod header;
+pub mod image;
+pub mod siftool;
+pub mod squashfs;
+pub mod validate;
+pub mod write;
+
+pub use arch::Arch;
+pub use descriptor::{Descriptor, Link};
+pub use error::{Field, Problem, Region, SifError};
+pub use format::{DataType, FsType, PartType};
+pub use header::Header;
+pub use image::{Image, Partition, ReadAt};
+pub use squashfs::{Compression, Superblock};
+
+/// The result type of this module.
+pub type Result<T, E = SifError> = std::result::Result<T, E>;
