@@ -10,6 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::cache::{Extent, Key};
+use crate::sif::{self, Problem, SifError};
 
 /// An opened image and where its root filesystem lies in it.
 #[derive(Debug)]
@@ -141,15 +142,45 @@ pub fn locate(path: &Path, file: File, oci_conf: bool) -> Result<Option<OpenedIm
     }))
 }
 
-/// The SIF image's primary partition, checked to run here.
+/// The SIF image's primary partition, checked to run here (valid layout, a
+/// squashfs the kernel can mount, an architecture this node runs).
 fn sif_root(path: &Path, file: File) -> Result<(File, Extent), ImageError> {
-    Err(ImageError::Unmountable {
-        path: path.into(),
-        problem: format!(
-            "SIF support is not built in yet ({} bytes)",
-            file.metadata().map(|m| m.len()).unwrap_or(0)
-        ),
-    })
+    let checked = sif::Image::from_file_named(file, path)
+        .and_then(|mut image| Ok((image.check_runnable_on_host()?, image)));
+    match checked {
+        Ok((partition, image)) => Ok((
+            image.into_file(),
+            Extent {
+                offset: partition.offset,
+                size: partition.size,
+            },
+        )),
+        Err(e) => Err(sif_error(path, e)),
+    }
+}
+
+/// Sorts the SIF module's findings into what the user should do.
+fn sif_error(path: &Path, e: SifError) -> ImageError {
+    let path = path.to_path_buf();
+    let Some(problem) = e.problem() else {
+        return ImageError::Corrupt {
+            path,
+            problem: e.to_string(),
+        };
+    };
+    let text = problem.to_string();
+    match problem {
+        Problem::BadMagic { .. } => ImageError::NotSif {
+            path,
+            detail: format!(" ({text})"),
+        },
+        Problem::NoPrimaryPartition => ImageError::NoRoot { path, problem: text },
+        Problem::ArchMismatch { .. } => ImageError::WrongArch { path, problem: text },
+        Problem::NotSquashfs { .. } | Problem::SquashfsCompressionUnsupported { .. } => {
+            ImageError::Unmountable { path, problem: text }
+        }
+        _ => ImageError::Corrupt { path, problem: text },
+    }
 }
 
 /// Whether Slurm's own OCI container support is configured (oci.conf next
