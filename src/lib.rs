@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod cpuset;
+pub mod doctor;
 pub mod options;
 pub mod reconcile;
 pub mod sif;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the test-cluster scripts; source it, do not run it.
 #
 # Layout:
@@ -88,6 +89,20 @@ info_get() {
 	done <"$IDIR/instance.info"
 }
 
+# info_set KEY VALUE: replace one line of instance.info.
+info_set() {
+	local line out=()
+	while IFS= read -r line; do
+		if [[ ${line%%=*} == "$1" ]]; then
+			out+=("$1=$2")
+		else
+			out+=("$line")
+		fi
+	done <"$IDIR/instance.info"
+	printf '%s\n' "${out[@]}" >"$IDIR/instance.info.tmp"
+	mv "$IDIR/instance.info.tmp" "$IDIR/instance.info"
+}
+
 slot_ports() { # slot_ports SLOT: sets CTLD_PORT, NODE_PORT_BASE, SRUN_PORTS
 	CTLD_PORT=$((17000 + $1 * 10))
 	NODE_PORT_BASE=$CTLD_PORT # node k listens on base + k
@@ -123,6 +138,7 @@ client_exec() {
 		"SLURM_CONF=$conf" "LANG=C.UTF-8" "${CLIENT_ENV[@]}")
 	if [[ $version == 24.11 ]]; then
 		[[ -d $root/usr ]] || die "the 24.11 chroot $root is not mounted; run test-cluster/up --slurm 24.11"
+		# shellcheck disable=SC2016 # $1 and $@ are the inner shell's
 		exec chroot "$root" "${envs[@]}" "${as_user[@]}" /bin/sh -c 'cd "$1" || exit 125; shift; exec "$@"' sh "$cwd" "$@"
 	else
 		cd "$cwd" || exit 125
@@ -140,6 +156,13 @@ proc_starttime() { # field 22 of /proc/PID/stat (after the parenthesised command
 	# shellcheck disable=SC2086
 	set -- $stat
 	printf '%s\n' "${20}"
+}
+
+proc_state() { # R, S, Z, ... (field 3)
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	stat=${stat##*) }
+	printf '%s\n' "${stat%% *}"
 }
 
 # start_daemon NAME CMD...: start CMD detached (own session, no inherited descriptors but
@@ -167,6 +190,8 @@ recorded_pid() {
 	[[ -f $f ]] || return 1
 	read -r pid start <"$f"
 	[[ $(proc_starttime "$pid" 2>/dev/null) == "$start" ]] || return 1
+	# An exited daemon stays a zombie until init reaps it (here, up to a second later).
+	[[ $(proc_state "$pid") != Z ]] || return 1
 	printf '%s\n' "$pid"
 }
 
