@@ -86,7 +86,9 @@ fn an_image_is_mounted_once_shared_and_unmounted_when_idle() {
     let cache = Cache::new(&f.run_dir);
     let (file, key) = key_of(&f.image);
     let me = Holder::current().unwrap();
-    let a = cache.acquire(&file, &key, me).unwrap();
+    let a = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
     assert!(a.mounted_now);
     assert_eq!(
         fs::read_to_string(a.root.join("hello.txt")).unwrap(),
@@ -94,7 +96,9 @@ fn an_image_is_mounted_once_shared_and_unmounted_when_idle() {
     );
     assert_eq!(loops_backed_by(&f.image).len(), 1);
     // A second step reuses the mount.
-    let b = cache.acquire(&file, &key, me).unwrap();
+    let b = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
     assert!(!b.mounted_now);
     assert_eq!(b.root, a.root);
     assert_eq!(loops_backed_by(&f.image).len(), 1, "no second loop device");
@@ -122,7 +126,9 @@ fn a_mount_left_by_a_dead_slurmstepd_is_reaped() {
         pid: me.pid,
         start: me.start + 1,
     };
-    let lease = cache.acquire(&file, &key, dead).unwrap();
+    let lease = cache
+        .acquire(&file, &key, dead, Duration::from_secs(300))
+        .unwrap();
     drop(lease); // never released: its slurmstepd "crashed"
     let reaped = cache.reap(Duration::ZERO).unwrap();
     assert_eq!(reaped.dead_holders, 1);
@@ -143,7 +149,12 @@ fn a_squashfs_the_kernel_refuses_leaves_no_loop_device() {
     let cache = Cache::new(&f.run_dir);
     let (file, key) = key_of(&bad);
     let err = cache
-        .acquire(&file, &key, Holder::current().unwrap())
+        .acquire(
+            &file,
+            &key,
+            Holder::current().unwrap(),
+            Duration::from_secs(300),
+        )
         .unwrap_err();
     assert!(matches!(err, MountError::Refused(_)), "{err}");
     assert!(err
@@ -163,7 +174,12 @@ fn build_view(
     let cache = Cache::new(&f.run_dir);
     let (file, key) = key_of(&f.image);
     let lease = cache
-        .acquire(&file, &key, Holder::current().unwrap())
+        .acquire(
+            &file,
+            &key,
+            Holder::current().unwrap(),
+            Duration::from_secs(300),
+        )
         .unwrap();
     let cwd = f.dir.join("work");
     fs::create_dir_all(&cwd).unwrap();
@@ -205,6 +221,7 @@ fn build_view(
     })
     .unwrap();
     assert_eq!(v.scripts.len(), 1, "the image's env script was read");
+    eprintln!("view built: {:?}", v.timings);
     (v.ns, lease, cache)
 }
 

@@ -122,11 +122,15 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     #[error(
-        "the kernel refused to mount the image's squashfs ({0}); the image is damaged or \
-         compressed with a method this node's kernel lacks: rebuild it (gzip is always supported)"
+        "the kernel refused to mount the image's squashfs ({}); the image is damaged or \
+         compressed with a method this node's kernel lacks: rebuild it (gzip is always supported)",
+        super::errno_text(.0)
     )]
     Refused(io::Error),
-    #[error("no loop device for the image: {0}; ask your administrator (loop devices exhausted?)")]
+    #[error(
+        "no loop device for the image ({}); ask your administrator (loop devices exhausted?)",
+        super::errno_text(.0)
+    )]
     Loop(io::Error),
     #[error("berth's image cache {path}: {error}")]
     Cache { path: PathBuf, error: io::Error },
@@ -191,9 +195,17 @@ impl Cache {
     }
 
     /// The image's mount for `holder`: mounted now from `image` (the user's
-    /// descriptor) unless a live mount of the same key exists.
-    pub fn acquire(&self, image: &File, key: &Key, holder: Holder) -> Result<Lease, MountError> {
+    /// descriptor) unless a live mount of the same key exists. Mounts idle for
+    /// `idle` (e.g. left by a crashed slurmstepd) are unmounted first.
+    pub fn acquire(
+        &self,
+        image: &File,
+        key: &Key,
+        holder: Holder,
+        idle: Duration,
+    ) -> Result<Lease, MountError> {
         let _lock = self.lock()?;
+        self.reap_locked(idle, SystemTime::now())?;
         let dir = self.images().join(key.dir_name());
         let root = dir.join("root");
         let holders = dir.join("holders");

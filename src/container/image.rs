@@ -174,12 +174,24 @@ fn sif_error(path: &Path, e: SifError) -> ImageError {
             path,
             detail: format!(" ({text})"),
         },
-        Problem::NoPrimaryPartition => ImageError::NoRoot { path, problem: text },
-        Problem::ArchMismatch { .. } => ImageError::WrongArch { path, problem: text },
+        Problem::NoPrimaryPartition => ImageError::NoRoot {
+            path,
+            problem: text,
+        },
+        Problem::ArchMismatch { .. } => ImageError::WrongArch {
+            path,
+            problem: text,
+        },
         Problem::NotSquashfs { .. } | Problem::SquashfsCompressionUnsupported { .. } => {
-            ImageError::Unmountable { path, problem: text }
+            ImageError::Unmountable {
+                path,
+                problem: text,
+            }
         }
-        _ => ImageError::Corrupt { path, problem: text },
+        _ => ImageError::Corrupt {
+            path,
+            problem: text,
+        },
     }
 }
 

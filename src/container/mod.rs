@@ -46,3 +46,12 @@ pub enum ContainerError {
     #[error("{0}")]
     Slurm(#[from] crate::spank::SpankError),
 }
+
+/// An I/O error's text without Rust's ` (os error N)` suffix, for users.
+pub fn errno_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}

@@ -53,6 +53,8 @@ pub struct Spec<'a> {
 pub struct View {
     pub ns: OwnedFd,
     pub scripts: Vec<Script>,
+    /// Microseconds per step, in order.
+    pub timings: Vec<(&'static str, u128)>,
 }
 
 /// A failure to build the view; the text reaches the user.
@@ -102,9 +104,11 @@ struct Tree {
 }
 
 fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
+    let mut t = Timings::start();
     // open_tree copies only mounts of the caller's namespace: take the copies
     // while this thread is still in the host's.
     let trees = detach_sources(spec)?;
+    t.done("copy-binds");
     sys::unshare_mount_ns().map_err(setup("create a mount namespace"))?;
     let ns = File::open("/proc/thread-self/ns/mnt")
         .map_err(setup("open the new mount namespace"))?
@@ -117,13 +121,17 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
         None,
     )
     .map_err(setup("make the namespace's mounts private"))?;
+    t.done("unshare");
     let root = stage_overlay(spec)?;
+    t.done("overlay");
     pivot_into(&root)?;
+    t.done("pivot");
     let scripts = read_env_scripts();
     if let Some(identity) = spec.identity {
         write_identity(identity)?;
     }
     make_mount_points(&trees)?;
+    t.done("files");
     if !spec.writable {
         let flags =
             libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
@@ -138,7 +146,33 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
             error,
         })?;
     }
-    Ok(View { ns, scripts })
+    t.done("attach");
+    Ok(View {
+        ns,
+        scripts,
+        timings: t.done,
+    })
+}
+
+/// Microseconds per step of [`build`] (for berth's debug log).
+struct Timings {
+    last: std::time::Instant,
+    done: Vec<(&'static str, u128)>,
+}
+
+impl Timings {
+    fn start() -> Timings {
+        Timings {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, (now - self.last).as_micros()));
+        self.last = now;
+    }
 }
 
 /// tmpfs on the stage, overlay of the image and the tmpfs at stage/root.

@@ -98,14 +98,17 @@ fn start_step(
     config: &Config,
     request: &Path,
 ) -> Result<Option<Running>, ContainerError> {
+    let mut phases = Phases::start();
     let options = user_options(spank, config)?;
     let file = image::open_as_user(request)?;
     let Some(image) = image::locate(request, file, image::oci_conf_exists())? else {
         return Ok(None);
     };
+    phases.done("image");
     let identity = lookup_identity(spank)?;
     let binds = plan_binds(spank, config, &options, &identity)?;
     let opened = binds::open_as_user(&binds, &config.user_bind_prefixes)?;
+    phases.done("user+binds");
     let _root = RootGuard::regain().map_err(|error| ContainerError::Setup {
         what: "regain root",
         error,
@@ -115,17 +118,9 @@ fn start_step(
         what: "identify slurmstepd",
         error,
     })?;
-    let lease = cache.acquire(&image.file, &image.key, holder)?;
-    log::debug!(
-        "container: image {} {} at {}",
-        image.path.display(),
-        if lease.mounted_now {
-            "mounted"
-        } else {
-            "already mounted"
-        },
-        lease.root.display()
-    );
+    let idle = Duration::from_secs(config.mount_idle_seconds);
+    let lease = cache.acquire(&image.file, &image.key, holder, idle)?;
+    phases.done(if lease.mounted_now { "mount" } else { "reuse" });
     let stage = stage_dir(config)?;
     let spec = view::Spec {
         image_root: &lease.root,
@@ -142,7 +137,20 @@ fn start_step(
             return Err(e.into());
         }
     };
+    phases.done("view");
     set_task_env(spank, &options, &identity, &view.scripts)?;
+    phases.done("env");
+    let view_steps: Vec<String> = view
+        .timings
+        .iter()
+        .map(|(n, us)| format!("{n}={us}us"))
+        .collect();
+    log::debug!(
+        "container: image {} at {}: {phases} (view: {})",
+        image.path.display(),
+        lease.root.display(),
+        view_steps.join(" ")
+    );
     Ok(Some(Running {
         ns: view.ns,
         lease,
@@ -203,6 +211,37 @@ fn stage_dir(config: &Config) -> Result<PathBuf, ContainerError> {
         error,
     })?;
     Ok(stage)
+}
+
+/// Microseconds per named phase of `user_init`, for the debug log.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, u128)>,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, (now - self.last).as_micros()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, us)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={us}us")?;
+        }
+        Ok(())
+    }
 }
 
 /// Sets the job environment the tasks start from (before the fork, so once
