@@ -286,19 +286,24 @@ fn binds_workdir_home_and_writable_root() {
         &[
             &bb,
             "--no-container-mount-home",
-            "--container-writable",
             "/bin/sh",
             "-c",
-            "test -e /home/berthtest || echo no-home; echo hi > /new && cat /new",
+            "test -e /home/berthtest || echo no-home",
         ],
     );
+    assert_eq!(run.lines(), ["no-home"], "{run}");
+    // Writable: shown as root (the image's own permissions still apply to users).
+    let run = cluster.srun(&[
+        &bb,
+        "--container-writable",
+        "/bin/sh",
+        "-c",
+        "echo hi > /new && cat /new",
+    ]);
     run.assert_ok();
-    assert_eq!(run.lines(), ["no-home", "hi"], "{run}");
+    assert_eq!(run.lines(), ["hi"], "{run}");
     // A writable root is the step's only.
-    let run = cluster.srun_as(
-        TEST_USER,
-        &[&bb, "/bin/sh", "-c", "test -e /new || echo gone"],
-    );
+    let run = cluster.srun(&[&bb, "/bin/sh", "-c", "test -e /new || echo gone"]);
     assert_eq!(run.lines(), ["gone"], "{run}");
     wait_clean(&cluster, &images);
 }
@@ -533,6 +538,28 @@ fn stepd_pids(job: &str) -> Vec<i32> {
     pids
 }
 
+/// Processes in the freezer cgroups of `job` on any node (read-only walk).
+fn job_pids(cluster: &Cluster, job: &str) -> Vec<i32> {
+    fn walk(dir: &Path, out: &mut Vec<i32>) {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    for node in cluster.nodes() {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/cgroup/freezer/slurm_{node}/uid_{}/job_{job}",
+            support::TEST_UID
+        ));
+        walk(&dir, &mut pids);
+    }
+    pids
+}
+
 #[test]
 fn a_mount_left_by_a_crashed_slurmstepd_is_reaped_by_the_next_step() {
     let Some((cluster, images)) = ready() else {
@@ -564,6 +591,12 @@ fn a_mount_left_by_a_crashed_slurmstepd_is_reaped_by_the_next_step() {
     // Crash the job's slurmstepd (SIGKILL: no exit hook runs).
     for pid in stepd_pids(&id) {
         // SAFETY: kill(2) of a slurmstepd this test's job started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // Without its slurmstepd nothing stops the job's task: end it (it holds the
+    // image through its mount namespace) the way the node would, by cgroup.
+    for pid in job_pids(&cluster, &id) {
+        // SAFETY: kill(2) of a process of this test's job.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     cluster.client(None, &[], &["scancel", &id]);

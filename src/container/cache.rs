@@ -96,6 +96,8 @@ impl Holder {
         })
     }
 
+    /// Whether the process still runs (a zombie, e.g. a killed slurmstepd
+    /// nobody has waited for yet, does not).
     pub fn alive(&self) -> bool {
         matches!(start_time(self.pid), Ok(Some(s)) if s == self.start)
     }
@@ -111,11 +113,17 @@ fn start_time(pid: u32) -> io::Result<Option<u64>> {
     Ok(parse_start_time(&stat))
 }
 
+/// Field 22 (start time) of a /proc/PID/stat line, `None` for a process
+/// that has exited (state Z or X: a zombie runs nothing any more).
 pub fn parse_start_time(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: skip past
-    // its last ')'. Field 3 is then the first after it; 22 is the 20th.
+    // its last ')'. Field 3 (state) is then the first after it; 22 the 20th.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// A failure to mount an image; the text reaches the user.
@@ -401,6 +409,8 @@ mod tests {
     fn start_time_survives_odd_command_names() {
         let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
         assert_eq!(parse_start_time(stat), Some(98765));
+        let zombie = "42 (slurmstepd) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(parse_start_time(zombie), None, "a zombie holds nothing");
     }
 
     #[test]
