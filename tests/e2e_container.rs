@@ -72,10 +72,13 @@ fn images(cluster: &Cluster) -> Images {
     bytes[part + 48..part + 56].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
     fs::write(dir.join("refused.sif"), &bytes).unwrap();
     fs::write(dir.join("notsif.txt"), "just text\n").unwrap();
+    // A busybox the jobs can bind (the 24.11 chroot has none of its own).
+    fs::copy(build::busybox::find_busybox().unwrap(), dir.join("busybox")).unwrap();
     fs::copy(dir.join("bb.sif"), dir.join("secret.sif")).unwrap();
     for entry in fs::read_dir(&dir).unwrap().flatten() {
         fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644)).unwrap();
     }
+    fs::set_permissions(dir.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(dir.join("secret.sif"), fs::Permissions::from_mode(0o600)).unwrap();
     // Bind sources: readable data, and a directory the user cannot read.
     fs::create_dir_all(dir.join("data")).unwrap();
@@ -96,7 +99,7 @@ fn root_partition_offset(sif: &Path) -> usize {
 fn setup(cluster: &Cluster) -> Setup {
     let shared = cluster.shared_dir();
     Setup::default().nodes(2).plugstack_args(&format!(
-        "log_hooks=yes run_dir={RUN_DIR} mount_idle_seconds=0 user_binds=/home,{},/usr/bin/busybox",
+        "log_hooks=yes run_dir={RUN_DIR} mount_idle_seconds=0 user_binds=/home,{}",
         shared.display()
     ))
 }
@@ -144,6 +147,11 @@ fn wait_clean(cluster: &Cluster, images: &Images) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `--container-mounts` binding the test busybox at /busybox.
+fn busybox_bind(images: &Images) -> String {
+    format!("--container-mounts={}:/busybox:ro", images.path("busybox"))
 }
 
 fn container(image: &str) -> String {
@@ -248,10 +256,21 @@ fn root_runs_in_the_image_too() {
         &container(&images.path("bb.sif")),
         "/bin/sh",
         "-c",
-        "id -u; cat /hello.txt; whoami",
+        "id -u; cat /hello.txt; whoami; test -e /usr/sbin/slurmd || echo host-invisible; \
+         grep -c . /proc/self/mountinfo >/dev/null && echo proc-ok",
     ]);
     run.assert_ok();
-    assert_eq!(run.lines(), ["0", "hello from the image", "root"], "{run}");
+    assert_eq!(
+        run.lines(),
+        [
+            "0",
+            "hello from the image",
+            "root",
+            "host-invisible",
+            "proc-ok"
+        ],
+        "{run}"
+    );
     wait_clean(&cluster, &images);
 }
 
@@ -317,7 +336,7 @@ fn the_corpus_image_runs_with_a_bound_busybox() {
         TEST_USER,
         &[
             &container(&images.path("one-group.sif")),
-            "--container-mounts=/usr/bin/busybox:/busybox:ro",
+            &busybox_bind(&images),
             "/busybox",
             "cat",
             "/hello.txt",
@@ -463,7 +482,7 @@ fn every_refusal_names_the_cause_and_the_fix() {
         (u, vec![container(&p("bb.sif")), "--container-mounts=/nonexistent:/data".into()],
          "berth: --container-mounts: source /nonexistent does not exist; create it or fix the path".into()),
         (u, vec![container(&p("bb.sif")), "--container-mounts=/etc:/hostetc".into()],
-         format!("berth: --container-mounts: /etc is outside the paths this site lets users bind (/home, {}, /usr/bin/busybox); bind from one of those or ask your administrator", cluster.shared_dir().display())),
+         format!("berth: --container-mounts: /etc is outside the paths this site lets users bind (/home, {}); bind from one of those or ask your administrator", cluster.shared_dir().display())),
         (u, vec![container(&p("bb.sif")), format!("--container-mounts={}:/private", p("private"))],
          format!("berth: --container-mounts: you cannot read {}; bind only paths you can read", p("private"))),
         // Root is refused the same way (no special case for a missing image).
@@ -606,7 +625,7 @@ fn a_mount_left_by_a_crashed_slurmstepd_is_reaped_by_the_next_step() {
         TEST_USER,
         &[
             &container(&images.path("one-group.sif")),
-            "--container-mounts=/usr/bin/busybox:/busybox:ro",
+            &busybox_bind(&images),
             "/busybox",
             "true",
         ],

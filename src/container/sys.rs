@@ -249,6 +249,13 @@ pub fn enter_mount_ns(ns: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// fchdir(2).
+pub fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fchdir on a valid descriptor.
+    check(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
+    Ok(())
+}
+
 // ---- files ---------------------------------------------------------------------
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;

@@ -110,7 +110,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     let trees = detach_sources(spec)?;
     t.done("copy-binds");
     sys::unshare_mount_ns().map_err(setup("create a mount namespace"))?;
-    let ns = File::open("/proc/thread-self/ns/mnt")
+    let ns: OwnedFd = File::open("/proc/thread-self/ns/mnt")
         .map_err(setup("open the new mount namespace"))?
         .into();
     sys::mount(
@@ -124,7 +124,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     t.done("unshare");
     let root = stage_overlay(spec)?;
     t.done("overlay");
-    pivot_into(&root)?;
+    pivot_into(&root, &ns)?;
     t.done("pivot");
     let scripts = read_env_scripts();
     if let Some(identity) = spec.identity {
@@ -288,8 +288,21 @@ fn detach_sources(spec: &Spec<'_>) -> Result<Vec<Tree>, ViewError> {
     Ok(trees)
 }
 
-fn pivot_into(root: &Path) -> Result<(), ViewError> {
-    std::env::set_current_dir(root).map_err(setup("enter the container's root"))?;
+/// Makes `root` the root of the namespace `ns` (the calling thread's).
+///
+/// slurmstepd may itself run chrooted (Slurm in a chroot, as the 24.11 test
+/// cluster does): a pivot from there would replace only the chroot, and a task
+/// joining the namespace would land at the namespace's real root, the host's.
+/// So the thread first re-enters its own namespace, which puts its root at
+/// the namespace's root, and pivots from there.
+fn pivot_into(root: &Path, ns: &OwnedFd) -> Result<(), ViewError> {
+    let view = File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)
+        .map_err(setup("open the container's root"))?;
+    sys::enter_mount_ns(ns.as_fd()).map_err(setup("go to the namespace's root"))?;
+    sys::fchdir(view.as_fd()).map_err(setup("enter the container's root"))?;
     sys::pivot_root_here().map_err(setup("pivot_root into the container"))?;
     sys::umount2(Path::new("."), libc::MNT_DETACH).map_err(setup("detach the host's root"))?;
     std::env::set_current_dir("/").map_err(setup("change to the container's /"))
