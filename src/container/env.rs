@@ -138,34 +138,51 @@ pub fn from_strings(vars: &[String]) -> Env {
 /// skipped (1-based line number, text).
 pub fn eval_script(text: &str, env: &mut Env) -> Vec<(usize, String)> {
     let mut skipped = Vec::new();
-    // One entry per open `if`: whether its current branch runs.
+    // One entry per open `if`.
     let mut branches: Vec<Branch> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (number, raw) in logical_lines(text) {
         let line = raw.trim();
-        let running = branches.iter().all(|b| b.running());
+        let running = branches.iter().all(|b| *b == Branch::Running);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if let Some(cond) = line.strip_prefix("if ") {
-            let taken = if running {
-                condition(cond, env)
+            let b = if running {
+                Branch::after_condition(condition(cond, env))
             } else {
-                Some(false)
+                Branch::Done
             };
-            match taken {
-                Some(t) => branches.push(Branch::Known(t)),
-                None => {
-                    skipped.push((i + 1, raw.to_string()));
-                    branches.push(Branch::Unknown);
-                }
+            if b == Branch::Unknown {
+                skipped.push((number, raw.clone()));
             }
+            branches.push(b);
             continue;
         }
-        if line == "else" {
-            if let Some(b) = branches.last_mut() {
-                *b = b.flipped();
-                continue;
-            }
+        let parent_running = branches.len() < 2
+            || branches[..branches.len() - 1]
+                .iter()
+                .all(|b| *b == Branch::Running);
+        if let (Some(cond), Some(last)) = (line.strip_prefix("elif "), branches.last_mut()) {
+            *last = match *last {
+                Branch::Running => Branch::Done,
+                Branch::Waiting if parent_running => {
+                    let b = Branch::after_condition(condition(cond, env));
+                    if b == Branch::Unknown {
+                        skipped.push((number, raw.clone()));
+                    }
+                    b
+                }
+                other => other,
+            };
+            continue;
+        }
+        if let ("else", Some(last)) = (line, branches.last_mut()) {
+            *last = match *last {
+                Branch::Running => Branch::Done,
+                Branch::Waiting => Branch::Running,
+                other => other,
+            };
+            continue;
         }
         if line == "fi" && branches.pop().is_some() {
             continue;
@@ -174,27 +191,54 @@ pub fn eval_script(text: &str, env: &mut Env) -> Vec<(usize, String)> {
             continue;
         }
         if !statement(line, env) {
-            skipped.push((i + 1, raw.to_string()));
+            skipped.push((number, raw.clone()));
         }
     }
     skipped
 }
 
-#[derive(Clone, Copy)]
+/// Lines with backslash-newline continuations joined, numbered from 1 by
+/// their first physical line.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let (number, mut joined) = pending.take().unwrap_or((i + 1, String::new()));
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                joined.push_str(head);
+                joined.push(' ');
+                pending = Some((number, joined));
+            }
+            None => {
+                joined.push_str(line);
+                out.push((number, joined));
+            }
+        }
+    }
+    out.extend(pending);
+    out
+}
+
+/// Where an `if ... fi` block stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Branch {
-    Known(bool),
-    /// A condition berth cannot evaluate: neither branch runs.
+    /// The current branch runs.
+    Running,
+    /// No branch has run yet (a later `elif`/`else` may).
+    Waiting,
+    /// A branch ran, or the enclosing block does not run: nothing more runs.
+    Done,
+    /// A condition berth cannot evaluate: no branch runs.
     Unknown,
 }
 
 impl Branch {
-    fn running(self) -> bool {
-        matches!(self, Branch::Known(true))
-    }
-    fn flipped(self) -> Branch {
-        match self {
-            Branch::Known(t) => Branch::Known(!t),
-            Branch::Unknown => Branch::Unknown,
+    fn after_condition(holds: Option<bool>) -> Branch {
+        match holds {
+            Some(true) => Branch::Running,
+            Some(false) => Branch::Waiting,
+            None => Branch::Unknown,
         }
     }
 }
@@ -507,6 +551,45 @@ export LD_LIBRARY_PATH PS1
         let mut e = env(&[("LD_LIBRARY_PATH", "/opt/lib")]);
         eval_script(BASE_99, &mut e);
         assert_eq!(e["LD_LIBRARY_PATH"], "/opt/lib:/.singularity.d/libs");
+    }
+
+    /// The file Apptainer puts in every image as 99-runtimevars.sh.
+    const RUNTIMEVARS_99: &str = "#!/bin/sh\nif [ -n \"${SING_USER_DEFINED_PREPEND_PATH:-}\" ]; then\n\tPATH=\"${SING_USER_DEFINED_PREPEND_PATH}:${PATH}\"\nfi\n\nif [ -n \"${SING_USER_DEFINED_PATH:-}\" ]; then\n\tPATH=\"${SING_USER_DEFINED_PATH}\"\nfi\n\nunset SING_USER_DEFINED_PREPEND_PATH \\\n\t  SING_USER_DEFINED_APPEND_PATH \\\n\t  SING_USER_DEFINED_PATH\n\nexport PATH\n";
+
+    #[test]
+    fn continuation_lines_and_apptainers_runtimevars() {
+        let mut e = env(&[("PATH", "/bin"), ("SING_USER_DEFINED_PREPEND_PATH", "/pre")]);
+        assert!(eval_script(RUNTIMEVARS_99, &mut e).is_empty());
+        assert_eq!(e["PATH"], "/pre:/bin");
+        assert!(!e.contains_key("SING_USER_DEFINED_PREPEND_PATH"));
+    }
+
+    #[test]
+    fn elif_and_else_take_one_branch() {
+        let text = "if [ -n \"$A\" ]; then\nR=a\nelif [ -n \"$B\" ]; then\nR=b\nelse\nR=c\nfi\n";
+        for (vars, want) in [(vec![("A", "1"), ("B", "1")], "a"), (vec![("B", "1")], "b"), (vec![], "c")] {
+            let mut e = env(&vars);
+            assert!(eval_script(text, &mut e).is_empty());
+            assert_eq!(e["R"], want);
+        }
+        // Nested blocks inside a branch that does not run are not evaluated.
+        let mut e = Env::new();
+        let skipped = eval_script("if test -n \"${APP:-}\"; then\nif [ -f /x ]; then\nX=1\nfi\nfi\nY=2\n", &mut e);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(e.get("Y").map(String::as_str), Some("2"));
+    }
+
+    #[test]
+    fn every_script_of_the_apptainer_layout_is_understood() {
+        use crate::sif::build::layout::{base, Kind};
+        for entry in base() {
+            let Kind::File(text) = &entry.kind else { continue };
+            if !entry.path.starts_with(".singularity.d/env/") {
+                continue;
+            }
+            let mut e = env(&[("PATH", "/bin")]);
+            assert_eq!(eval_script(text, &mut e), vec![], "{}", entry.path);
+        }
     }
 
     #[test]

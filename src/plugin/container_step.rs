@@ -54,6 +54,7 @@ pub(super) fn on_hook(
     state: &mut ContainerState,
 ) -> Result<(), PluginError> {
     let started = Instant::now();
+    let active = state.step.is_some();
     let result = match hook {
         Hook::UserInit => user_init(spank, config, state),
         Hook::TaskInitPrivileged => task_init_privileged(state),
@@ -61,7 +62,7 @@ pub(super) fn on_hook(
         Hook::Exit => exit(config, state),
         _ => return Ok(()),
     };
-    if state.step.is_some() {
+    if active || state.step.is_some() {
         log::debug!(
             "container: {} took {} us",
             hook.name(),
