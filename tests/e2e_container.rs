@@ -633,3 +633,80 @@ fn a_mount_left_by_a_crashed_slurmstepd_is_reaped_by_the_next_step() {
     run.assert_ok();
     wait_clean(&cluster, &images);
 }
+
+/// Entries of berth's kept views (host path of run_dir/views).
+fn kept_views(cluster: &Cluster) -> usize {
+    fs::read_dir(cluster.host_path(Path::new(RUN_DIR)).join("views"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn repeated_steps_reuse_the_mount_and_the_view_and_idle_ones_go() {
+    let Some((cluster, images)) = ready() else {
+        return;
+    };
+    let args = |idle: u32| {
+        format!(
+            "log_hooks=yes run_dir={RUN_DIR} mount_idle_seconds={idle} user_binds=/home,{}",
+            cluster.shared_dir().display()
+        )
+    };
+    cluster.set_plugstack_args(&args(300));
+    let bb = container(&images.path("bb.sif"));
+    let data = format!(
+        "--container-mounts={}:/data:ro",
+        images.dir.join("data").display()
+    );
+    let check = "cat /hello.txt; id -un; test -e /data && echo has-data; echo FOO=$FOO";
+    let user = |extra: &[&str]| {
+        let mut a = vec![bb.as_str()];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["/bin/sh", "-c", check]);
+        cluster.srun_as(TEST_USER, &a)
+    };
+    for _ in 0..2 {
+        let run = user(&[]);
+        assert_eq!(
+            run.lines(),
+            ["hello from the image", "berthtest", "FOO=image"],
+            "{run}"
+        );
+    }
+    assert_eq!(
+        kept_views(&cluster),
+        1,
+        "the second step entered the first's view"
+    );
+    assert_eq!(
+        mounts_under_run_dir(&cluster).len(),
+        2,
+        "one image mount, one kept view"
+    );
+    // Other binds, another user: other views, never the first one.
+    let run = user(&[&data]);
+    assert_eq!(
+        run.lines(),
+        ["hello from the image", "berthtest", "has-data", "FOO=image"],
+        "{run}"
+    );
+    let run = cluster.srun(&[&bb, "/bin/sh", "-c", check]);
+    assert_eq!(
+        run.lines(),
+        ["hello from the image", "root", "FOO=image"],
+        "{run}"
+    );
+    assert_eq!(kept_views(&cluster), 3);
+    let run = user(&[]);
+    assert_eq!(
+        run.lines(),
+        ["hello from the image", "berthtest", "FOO=image"],
+        "{run}"
+    );
+    // Idle time over: the next step lets every idle view and mount go.
+    cluster.set_plugstack_args(&args(0));
+    let run = user(&[]);
+    run.assert_ok();
+    wait_clean(&cluster, &images);
+    assert_eq!(kept_views(&cluster), 0);
+}

@@ -16,11 +16,12 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::env::Script;
 use super::sys;
 
 /// Where a filesystem lies inside the image file.
@@ -172,6 +173,8 @@ pub struct Lease {
 pub struct Reaped {
     pub unmounted: Vec<PathBuf>,
     pub dead_holders: usize,
+    /// Kept step views let go.
+    pub views: usize,
 }
 
 impl Cache {
@@ -253,33 +256,24 @@ impl Cache {
 
     fn reap_locked(&self, idle: Duration, now: SystemTime) -> Result<Reaped, MountError> {
         let mut reaped = Reaped::default();
-        let images = self.images();
-        let entries = match fs::read_dir(&images) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(reaped),
-            Err(e) => return Err(cache_err(&images)(e)),
-        };
-        for entry in entries.flatten() {
-            let dir = entry.path();
-            let holders = dir.join("holders");
-            let mut live = 0;
-            for h in fs::read_dir(&holders).into_iter().flatten().flatten() {
-                let name = h.file_name();
-                match Holder::parse(&name.to_string_lossy()) {
-                    Some(holder) if holder.alive() => live += 1,
-                    _ => {
-                        let _ = fs::remove_file(h.path());
-                        reaped.dead_holders += 1;
-                    }
-                }
-            }
-            if live > 0 {
+        // Views first: an idle view still holds its image's squashfs.
+        for dir in entries(&self.views())? {
+            if !idle_for(&dir, idle, now, &mut reaped) {
                 continue;
             }
-            let last_used = fs::metadata(&holders)
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            if now.duration_since(last_used).unwrap_or_default() < idle {
+            let ns = dir.join("ns");
+            if sys::fs_type(&ns).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+                sys::umount2(&ns, libc::MNT_DETACH).map_err(cache_err(&ns))?;
+                reaped.views += 1;
+            }
+            for f in ["ns", "key", "scripts"] {
+                let _ = fs::remove_file(dir.join(f));
+            }
+            let _ = fs::remove_dir(dir.join("holders"));
+            let _ = fs::remove_dir(&dir);
+        }
+        for dir in entries(&self.images())? {
+            if !idle_for(&dir, idle, now, &mut reaped) {
                 continue;
             }
             let root = dir.join("root");
@@ -287,12 +281,158 @@ impl Cache {
                 sys::umount2(&root, libc::MNT_DETACH).map_err(cache_err(&root))?;
                 reaped.unmounted.push(root.clone());
             }
-            let _ = fs::remove_dir(&holders);
+            let _ = fs::remove_dir(dir.join("holders"));
             let _ = fs::remove_dir(&root);
             let _ = fs::remove_dir(&dir);
         }
         Ok(reaped)
     }
+
+    fn views(&self) -> PathBuf {
+        self.run_dir.join("views")
+    }
+
+    /// A step view built earlier for exactly `key` (see [`view_key`]), still
+    /// mounted: its namespace, entered by this step's tasks as is.
+    pub fn find_view(&self, key: &str, holder: Holder) -> Result<Option<CachedView>, MountError> {
+        let _lock = self.lock()?;
+        let dir = self.views().join(key_hash(key));
+        let ns_path = dir.join("ns");
+        let same_key = fs::read_to_string(dir.join("key")).is_ok_and(|k| k == key);
+        if !same_key || !sys::fs_type(&ns_path).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+            return Ok(None);
+        }
+        let ns: OwnedFd = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&ns_path)
+            .map_err(cache_err(&ns_path))?
+            .into();
+        let scripts = decode_scripts(&fs::read(dir.join("scripts")).unwrap_or_default());
+        let holder_file = dir.join("holders").join(holder.file_name());
+        File::create(&holder_file).map_err(cache_err(&holder_file))?;
+        Ok(Some(CachedView {
+            ns,
+            scripts,
+            lease: ViewLease { holder_file },
+        }))
+    }
+
+    /// Keeps a step's view for later steps with the same `key`: its namespace
+    /// is bound on `views/<hash>/ns` (as `ip netns` keeps network namespaces).
+    pub fn store_view(
+        &self,
+        key: &str,
+        ns: BorrowedFd<'_>,
+        scripts: &[Script],
+        holder: Holder,
+    ) -> Result<ViewLease, MountError> {
+        let _lock = self.lock()?;
+        let dir = self.views().join(key_hash(key));
+        let holders = dir.join("holders");
+        fs::create_dir_all(&holders).map_err(cache_err(&holders))?;
+        let ns_path = dir.join("ns");
+        if sys::fs_type(&ns_path).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+            // Another step stored one meanwhile (or a stale one with another key).
+            sys::umount2(&ns_path, libc::MNT_DETACH).map_err(cache_err(&ns_path))?;
+        }
+        fs::write(dir.join("key"), key).map_err(cache_err(&dir))?;
+        fs::write(dir.join("scripts"), encode_scripts(scripts)).map_err(cache_err(&dir))?;
+        File::create(&ns_path).map_err(cache_err(&ns_path))?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
+        sys::mount(Some(&source), &ns_path, None, libc::MS_BIND, None)
+            .map_err(cache_err(&ns_path))?;
+        let holder_file = holders.join(holder.file_name());
+        File::create(&holder_file).map_err(cache_err(&holder_file))?;
+        Ok(ViewLease { holder_file })
+    }
+
+    /// Gives a view back (its namespace stays for later steps until idle).
+    pub fn release_view(&self, lease: ViewLease) -> Result<(), MountError> {
+        let _lock = self.lock()?;
+        match fs::remove_file(&lease.holder_file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(cache_err(&lease.holder_file)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A step's use of a kept view (see [`Cache::find_view`]).
+#[derive(Debug)]
+pub struct ViewLease {
+    holder_file: PathBuf,
+}
+
+/// A kept view, found for a new step.
+#[derive(Debug)]
+pub struct CachedView {
+    pub ns: OwnedFd,
+    pub scripts: Vec<Script>,
+    pub lease: ViewLease,
+}
+
+/// The directory name of a view key (the key itself is stored and compared
+/// in full, so a hash collision cannot hand one step another's view).
+pub fn key_hash(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+fn encode_scripts(scripts: &[Script]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in scripts {
+        out.extend_from_slice(s.name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(s.text.replace('\0', "").as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn decode_scripts(bytes: &[u8]) -> Vec<Script> {
+    let parts: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
+    parts
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| Script {
+            name: String::from_utf8_lossy(c[0]).into_owned(),
+            text: String::from_utf8_lossy(c[1]).into_owned(),
+        })
+        .collect()
+}
+
+/// The subdirectories of `dir` (none if it does not exist).
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, MountError> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(e.flatten().map(|e| e.path()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(cache_err(dir)(e)),
+    }
+}
+
+/// Drops the dead holders of a cache entry; whether it has had no live one
+/// for `idle`.
+fn idle_for(dir: &Path, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> bool {
+    let holders = dir.join("holders");
+    let mut live = 0;
+    for h in fs::read_dir(&holders).into_iter().flatten().flatten() {
+        match Holder::parse(&h.file_name().to_string_lossy()) {
+            Some(holder) if holder.alive() => live += 1,
+            _ => {
+                let _ = fs::remove_file(h.path());
+                reaped.dead_holders += 1;
+            }
+        }
+    }
+    if live > 0 {
+        return false;
+    }
+    let last_used = fs::metadata(&holders)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    now.duration_since(last_used).unwrap_or_default() >= idle
 }
 
 /// Whether `root` is a squashfs mounted over its directory.
@@ -444,6 +584,23 @@ mod tests {
             !run.path().join("images/b").exists(),
             "an idle, unmounted image is removed"
         );
+    }
+
+    #[test]
+    fn kept_scripts_round_trip() {
+        let scripts = vec![
+            Script {
+                name: "01-base.sh".into(),
+                text: "#!/bin/sh\n".into(),
+            },
+            Script {
+                name: "90-environment.sh".into(),
+                text: "export A=1\n".into(),
+            },
+        ];
+        assert_eq!(decode_scripts(&encode_scripts(&scripts)), scripts);
+        assert_eq!(decode_scripts(b""), vec![]);
+        assert_ne!(key_hash("a"), key_hash("b"));
     }
 
     #[test]

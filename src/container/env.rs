@@ -567,14 +567,21 @@ export LD_LIBRARY_PATH PS1
     #[test]
     fn elif_and_else_take_one_branch() {
         let text = "if [ -n \"$A\" ]; then\nR=a\nelif [ -n \"$B\" ]; then\nR=b\nelse\nR=c\nfi\n";
-        for (vars, want) in [(vec![("A", "1"), ("B", "1")], "a"), (vec![("B", "1")], "b"), (vec![], "c")] {
+        for (vars, want) in [
+            (vec![("A", "1"), ("B", "1")], "a"),
+            (vec![("B", "1")], "b"),
+            (vec![], "c"),
+        ] {
             let mut e = env(&vars);
             assert!(eval_script(text, &mut e).is_empty());
             assert_eq!(e["R"], want);
         }
         // Nested blocks inside a branch that does not run are not evaluated.
         let mut e = Env::new();
-        let skipped = eval_script("if test -n \"${APP:-}\"; then\nif [ -f /x ]; then\nX=1\nfi\nfi\nY=2\n", &mut e);
+        let skipped = eval_script(
+            "if test -n \"${APP:-}\"; then\nif [ -f /x ]; then\nX=1\nfi\nfi\nY=2\n",
+            &mut e,
+        );
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(e.get("Y").map(String::as_str), Some("2"));
     }
@@ -583,7 +590,9 @@ export LD_LIBRARY_PATH PS1
     fn every_script_of_the_apptainer_layout_is_understood() {
         use crate::sif::build::layout::{base, Kind};
         for entry in base() {
-            let Kind::File(text) = &entry.kind else { continue };
+            let Kind::File(text) = &entry.kind else {
+                continue;
+            };
             if !entry.path.starts_with(".singularity.d/env/") {
                 continue;
             }

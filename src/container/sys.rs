@@ -323,6 +323,7 @@ pub fn fs_type(path: &Path) -> io::Result<i64> {
 }
 
 pub const SQUASHFS_MAGIC: i64 = 0x7371_7368;
+pub const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 // ---- effective ids -----------------------------------------------------------
 

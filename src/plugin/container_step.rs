@@ -15,14 +15,14 @@
 //! - `exit` (slurmstepd, root): give the cached mount back; unmount images
 //!   idle for `mount_idle_seconds`.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::PluginError;
 use crate::config::{Config, ConfigError};
 use crate::container::binds::{self, Bind};
-use crate::container::cache::{Cache, Holder, Lease};
+use crate::container::cache::{Cache, Holder, Lease, ViewLease};
 use crate::container::identity::{self, Identity};
 use crate::container::privilege::RootGuard;
 use crate::container::{env, image, sys, view, ContainerError};
@@ -39,7 +39,7 @@ pub(crate) struct ContainerState {
 struct Running {
     /// The step's mount namespace, entered by each task.
     ns: OwnedFd,
-    lease: Lease,
+    leases: Leases,
     cache: Cache,
     workdir: Option<PathBuf>,
 }
@@ -122,42 +122,158 @@ fn start_step(
     let idle = Duration::from_secs(config.mount_idle_seconds);
     let lease = cache.acquire(&image.file, &image.key, holder, idle)?;
     phases.done(if lease.mounted_now { "mount" } else { "reuse" });
-    let stage = stage_dir(config)?;
-    let spec = view::Spec {
-        image_root: &lease.root,
-        stage: &stage,
-        writable: options.writable,
-        binds: &binds,
-        opened: &opened,
-        identity: Some(&identity),
+    let mut lease = Some(lease);
+    let key = (!options.writable && config.mount_idle_seconds > 0)
+        .then(|| view_key(&image, &identity, &binds, &opened))
+        .transpose()?;
+    let kept = match &key {
+        Some(k) => cache.find_view(k, holder).map_err(|e| {
+            release(
+                &cache,
+                Leases {
+                    image: lease.take(),
+                    view: None,
+                },
+                config,
+            );
+            e
+        })?,
+        None => None,
     };
-    let view = match view::build(&spec) {
-        Ok(v) => v,
-        Err(e) => {
-            release(&cache, lease, config);
-            return Err(e.into());
+    let (ns, scripts, view_lease, built) = match kept {
+        Some(kept) => (kept.ns, kept.scripts, Some(kept.lease), "kept"),
+        None => {
+            let view = build_view(config, &lease, &options, &binds, &opened, &identity)
+                .inspect_err(|_| {
+                    release(
+                        &cache,
+                        Leases {
+                            image: lease.take(),
+                            view: None,
+                        },
+                        config,
+                    )
+                })?;
+            log::debug!("container: view built: {}", timings(&view.timings));
+            let kept = match &key {
+                Some(k) => match cache.store_view(k, view.ns.as_fd(), &view.scripts, holder) {
+                    Ok(kept) => Some(kept),
+                    // Not kept for later steps; this step still runs.
+                    Err(e) => {
+                        log::warn!("container: cannot keep the step's view for later steps: {e}");
+                        None
+                    }
+                },
+                None => None,
+            };
+            (view.ns, view.scripts, kept, "built")
         }
     };
-    phases.done("view");
-    set_task_env(spank, &options, &identity, &view.scripts)?;
+    phases.done(built);
+    let leases = Leases {
+        image: lease.take(),
+        view: view_lease,
+    };
+    if let Err(e) = set_task_env(spank, &options, &identity, &scripts) {
+        release(&cache, leases, config);
+        return Err(e);
+    }
     phases.done("env");
-    let view_steps: Vec<String> = view
-        .timings
-        .iter()
-        .map(|(n, us)| format!("{n}={us}us"))
-        .collect();
-    log::debug!(
-        "container: image {} at {}: {phases} (view: {})",
-        image.path.display(),
-        lease.root.display(),
-        view_steps.join(" ")
-    );
+    log::debug!("container: image {}: {phases}", image.path.display());
     Ok(Some(Running {
-        ns: view.ns,
-        lease,
+        ns,
+        leases,
         cache,
         workdir: options.workdir,
     }))
+}
+
+/// What a step holds in the node's cache.
+struct Leases {
+    image: Option<Lease>,
+    view: Option<ViewLease>,
+}
+
+fn build_view(
+    config: &Config,
+    lease: &Option<Lease>,
+    options: &UserOptions,
+    binds: &[Bind],
+    opened: &[binds::OpenBind],
+    identity: &Identity,
+) -> Result<view::View, ContainerError> {
+    let stage = stage_dir(config)?;
+    let image_root = lease.as_ref().map(|l| l.root.clone()).unwrap_or_default();
+    let spec = view::Spec {
+        image_root: &image_root,
+        stage: &stage,
+        writable: options.writable,
+        binds,
+        opened,
+        identity: Some(identity),
+    };
+    Ok(view::build(&spec)?)
+}
+
+fn timings(t: &[(&'static str, u128)]) -> String {
+    let parts: Vec<String> = t.iter().map(|(n, us)| format!("{n}={us}us")).collect();
+    parts.join(" ")
+}
+
+/// Everything a step's view depends on: two steps with the same key get the
+/// same view, so the second can enter the first's. User-influenced sources
+/// are named by what the user's descriptors resolved to (device, inode and
+/// path), so a path swapped since cannot reach another view. The slurmstepd's
+/// own mount namespace is part of it (per-job namespaces, e.g.
+/// job_container/tmpfs, never share views).
+fn view_key(
+    image: &image::OpenedImage,
+    identity: &Identity,
+    binds: &[Bind],
+    opened: &[binds::OpenBind],
+) -> Result<String, ContainerError> {
+    use std::fmt::Write;
+    use std::os::unix::fs::MetadataExt;
+    let setup = |what| move |error| ContainerError::Setup { what, error };
+    let ns = std::fs::metadata("/proc/self/ns/mnt")
+        .map_err(setup("read slurmstepd's mount namespace"))?;
+    let mut key = format!(
+        "berth view 1\nimage {}\nmntns {}\nuser {:?}\n",
+        image.key.dir_name(),
+        ns.ino(),
+        identity
+    );
+    for b in binds {
+        let _ = write!(
+            key,
+            "bind {:?} {} -> {} ro={}",
+            b.origin,
+            b.source.display(),
+            b.target.display(),
+            b.read_only
+        );
+        if b.origin.user_influenced() {
+            match opened.iter().find(|o| o.bind == *b) {
+                Some(o) => {
+                    let fd = o.source.as_raw_fd();
+                    let meta = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                        .map_err(setup("identify a bind source"))?;
+                    let path = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                        .map_err(setup("identify a bind source"))?;
+                    let _ = write!(
+                        key,
+                        " id={}:{} path={}",
+                        meta.dev(),
+                        meta.ino(),
+                        path.display()
+                    );
+                }
+                None => key.push_str(" absent"),
+            }
+        }
+        key.push('\n');
+    }
+    Ok(key)
 }
 
 fn user_options(spank: &dyn Spank, config: &Config) -> Result<UserOptions, ContainerError> {
@@ -308,11 +424,17 @@ fn exit(config: &Config, state: &mut ContainerState) -> Result<(), PluginError> 
         return Ok(());
     };
     drop(running.ns);
-    release(&running.cache, running.lease, config);
+    release(&running.cache, running.leases, config);
     Ok(())
 }
 
-fn release(cache: &Cache, lease: Lease, config: &Config) {
+fn release(cache: &Cache, leases: Leases, config: &Config) {
+    if let Some(view) = leases.view {
+        if let Err(e) = cache.release_view(view) {
+            log::error!("container: cannot release the step's view: {e}");
+        }
+    }
+    let Some(lease) = leases.image else { return };
     let idle = Duration::from_secs(config.mount_idle_seconds);
     match cache.release(lease, idle) {
         Ok(reaped) => {
