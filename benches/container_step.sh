@@ -87,7 +87,7 @@ hooks = {}
 for m in re.finditer(r"container: (\w+) took (\d+) us", text):
     hooks.setdefault(m.group(1), []).append(int(m.group(2)))
 phases = {}
-for m in re.finditer(r"container: image \S+ at \S+: (.*)", text):
+for m in re.finditer(r"container: (?:image \S+|view built|exit): (.*)", text):
     for k, v in re.findall(r"([\w+-]+)=(\d+)us", m.group(1)):
         phases.setdefault(k, []).append(int(v))
 def wall(path):
@@ -100,7 +100,7 @@ for h in ("user_init", "task_init_privileged", "task_init", "exit"):
         print(f"   {h:22s} median {med(hooks[h]) / 1000:7.3f} ms  (n={len(hooks[h])})")
 total = sum(med(hooks.get(h, [])) for h in ("user_init", "task_init_privileged", "task_init", "exit") if h in hooks)
 print(f"   {'berth total per step':22s} median-sum {total / 1000:7.3f} ms")
-print("   user_init phases (median us): " + " ".join(f"{k}={med(v):.0f}" for k, v in phases.items()))
+print("   phases (median us, n): " + " ".join(f"{k}={med(v):.0f}({len(v)})" for k, v in phases.items()))
 print(f"   srun wall: plain {med(wp):.1f} ms, container {med(wc):.1f} ms, difference {med(wc) - med(wp):+.1f} ms")
 PY
 }

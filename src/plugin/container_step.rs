@@ -122,70 +122,104 @@ fn start_step(
     let idle = Duration::from_secs(config.mount_idle_seconds);
     let lease = cache.acquire(&image.file, &image.key, holder, idle)?;
     phases.done(if lease.mounted_now { "mount" } else { "reuse" });
-    let mut lease = Some(lease);
-    let key = (!options.writable && config.mount_idle_seconds > 0)
-        .then(|| view_key(&image, &identity, &binds, &opened))
-        .transpose()?;
+    let mut leases = Leases {
+        image: Some(lease),
+        view: None,
+    };
+    let step = Step {
+        config,
+        cache: &cache,
+        holder,
+        image: &image,
+        options: &options,
+        identity: &identity,
+        binds: &binds,
+        opened: &opened,
+    };
+    match enter_image(spank, &step, &mut leases, &mut phases) {
+        Ok(ns) => {
+            log::debug!("container: image {}: {phases}", image.path.display());
+            Ok(Some(Running {
+                ns,
+                leases,
+                cache,
+                workdir: options.workdir,
+            }))
+        }
+        Err(e) => {
+            release(&cache, leases, config);
+            Err(e)
+        }
+    }
+}
+
+/// What the second half of `user_init` works from.
+struct Step<'a> {
+    config: &'a Config,
+    cache: &'a Cache,
+    holder: Holder,
+    image: &'a image::OpenedImage,
+    options: &'a UserOptions,
+    identity: &'a Identity,
+    binds: &'a [Bind],
+    opened: &'a [binds::OpenBind],
+}
+
+/// The step's view (a kept one when an earlier step built the same, else
+/// built now and kept) and the task environment; returns the namespace.
+fn enter_image(
+    spank: &mut dyn Spank,
+    step: &Step<'_>,
+    leases: &mut Leases,
+    phases: &mut Phases,
+) -> Result<OwnedFd, ContainerError> {
+    let keep = !step.options.writable && step.config.mount_idle_seconds > 0;
+    let key = match keep {
+        true => Some(view_key(
+            step.image,
+            step.identity,
+            step.binds,
+            step.opened,
+        )?),
+        false => None,
+    };
     let kept = match &key {
-        Some(k) => cache.find_view(k, holder).map_err(|e| {
-            release(
-                &cache,
-                Leases {
-                    image: lease.take(),
-                    view: None,
-                },
-                config,
-            );
-            e
-        })?,
+        Some(k) => step.cache.find_view(k, step.holder)?,
         None => None,
     };
-    let (ns, scripts, view_lease, built) = match kept {
-        Some(kept) => (kept.ns, kept.scripts, Some(kept.lease), "kept"),
+    let (ns, scripts) = match kept {
+        Some(kept) => {
+            leases.view = Some(kept.lease);
+            phases.done("kept");
+            (kept.ns, kept.scripts)
+        }
         None => {
-            let view = build_view(config, &lease, &options, &binds, &opened, &identity)
-                .inspect_err(|_| {
-                    release(
-                        &cache,
-                        Leases {
-                            image: lease.take(),
-                            view: None,
-                        },
-                        config,
-                    )
-                })?;
+            let root = leases
+                .image
+                .as_ref()
+                .map(|l| l.root.clone())
+                .unwrap_or_default();
+            let view = build_view(step, &root)?;
             log::debug!("container: view built: {}", timings(&view.timings));
-            let kept = match &key {
-                Some(k) => match cache.store_view(k, view.ns.as_fd(), &view.scripts, holder) {
-                    Ok(kept) => Some(kept),
+            if let Some(k) = &key {
+                match step
+                    .cache
+                    .store_view(k, view.ns.as_fd(), &view.scripts, step.holder)
+                {
+                    Ok(kept) => leases.view = Some(kept),
                     // Not kept for later steps; this step still runs.
                     Err(e) => {
-                        log::warn!("container: cannot keep the step's view for later steps: {e}");
-                        None
+                        log::warn!("container: cannot keep the step's view for later steps: {e}")
                     }
-                },
-                None => None,
-            };
-            (view.ns, view.scripts, kept, "built")
+                }
+            }
+            phases.done("built");
+            (view.ns, view.scripts)
         }
     };
-    phases.done(built);
-    let leases = Leases {
-        image: lease.take(),
-        view: view_lease,
-    };
-    if let Err(e) = set_task_env(spank, &options, &identity, &scripts) {
-        release(&cache, leases, config);
-        return Err(e);
-    }
+    set_task_env(spank, step.options, step.identity, &scripts)?;
     phases.done("env");
-    log::debug!("container: image {}: {phases}", image.path.display());
-    Ok(Some(Running {
-        ns,
-        leases,
-        cache,
-        workdir: options.workdir,
-    }))
+    Ok(ns)
 }
 
 /// What a step holds in the node's cache.
@@ -194,23 +228,15 @@ struct Leases {
     view: Option<ViewLease>,
 }
 
-fn build_view(
-    config: &Config,
-    lease: &Option<Lease>,
-    options: &UserOptions,
-    binds: &[Bind],
-    opened: &[binds::OpenBind],
-    identity: &Identity,
-) -> Result<view::View, ContainerError> {
-    let stage = stage_dir(config)?;
-    let image_root = lease.as_ref().map(|l| l.root.clone()).unwrap_or_default();
+fn build_view(step: &Step<'_>, image_root: &Path) -> Result<view::View, ContainerError> {
+    let stage = stage_dir(step.config)?;
     let spec = view::Spec {
-        image_root: &image_root,
+        image_root,
         stage: &stage,
-        writable: options.writable,
-        binds,
-        opened,
-        identity: Some(identity),
+        writable: step.options.writable,
+        binds: step.binds,
+        opened: step.opened,
+        identity: Some(step.identity),
     };
     Ok(view::build(&spec)?)
 }
@@ -423,8 +449,14 @@ fn exit(config: &Config, state: &mut ContainerState) -> Result<(), PluginError> 
     let Some(Ok(running)) = state.step.take() else {
         return Ok(());
     };
+    let started = Instant::now();
     drop(running.ns);
+    let ns_us = started.elapsed().as_micros();
     release(&running.cache, running.leases, config);
+    log::debug!(
+        "container: exit: close-ns={ns_us}us release={}us",
+        started.elapsed().as_micros() - ns_us
+    );
     Ok(())
 }
 
