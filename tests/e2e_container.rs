@@ -710,3 +710,30 @@ fn repeated_steps_reuse_the_mount_and_the_view_and_idle_ones_go() {
     wait_clean(&cluster, &images);
     assert_eq!(kept_views(&cluster), 0);
 }
+
+#[test]
+fn a_misconfigured_node_refuses_container_steps_with_one_line() {
+    let Some((cluster, images)) = ready() else {
+        return;
+    };
+    let bb = images.path("bb.sif");
+    cluster.set_plugstack_args("bogus=1");
+    let marker = images.dir.join("ran-misconfigured");
+    let _ = fs::remove_file(&marker);
+    let touch = format!("touch {}", marker.display());
+    let run = cluster.srun_as(TEST_USER, &[&container(&bb), "/bin/sh", "-c", &touch]);
+    // Plain steps still run.
+    let plain = cluster.srun_as(TEST_USER, &["true"]);
+    cluster.ensure(&setup(&cluster));
+    run.assert_failed();
+    plain.assert_ok();
+    let lines = berth_lines(&run);
+    assert_eq!(lines.len(), 1, "{run}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "berth: cannot run --container={bb}: berth is misconfigured on this node (invalid plugstack.conf argument 'bogus=1': unknown key 'bogus'"
+        )),
+        "{run}"
+    );
+    assert!(!marker.exists(), "the command ran on the host:\n{run}");
+}

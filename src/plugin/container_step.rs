@@ -485,15 +485,36 @@ pub(super) fn refuse_when_misconfigured(
     spank: &mut dyn Spank,
     error: &ConfigError,
 ) -> Result<(), PluginError> {
-    if hook != Hook::TaskInitPrivileged {
+    if !matches!(hook, Hook::UserInit | Hook::TaskInitPrivileged) {
         return Ok(());
     }
-    match spank.getenv("SLURM_CONTAINER")? {
-        Some(image) => Err(PluginError::Step(format!(
-            "cannot run --container={image}: berth is misconfigured on this node ({error}); \
-             ask your administrator to fix berth's plugstack.conf line"
-        ))),
-        None => Ok(()),
+    let Some(image) = spank.getenv("SLURM_CONTAINER")?.filter(|i| !i.is_empty()) else {
+        return Ok(());
+    };
+    let text = format!(
+        "cannot run --container={image}: berth is misconfigured on this node ({error}); \
+         ask your administrator to fix berth's plugstack.conf line"
+    );
+    if hook == Hook::UserInit {
+        // Said once, on srun's stderr; each task then fails quietly.
+        sys::write_all_raw(2, format!("berth: {text}\n").as_bytes());
+        return Ok(());
+    }
+    Err(PluginError::Reported(text))
+}
+
+/// Unmounts what has been idle for `mount_idle_seconds` (slurmd start and
+/// exit: mounts left by slurmstepds that crashed while no step followed).
+pub(super) fn reap_idle(config: &Config) {
+    let cache = Cache::new(&config.run_dir);
+    match cache.reap(Duration::from_secs(config.mount_idle_seconds)) {
+        Ok(r) if !r.unmounted.is_empty() || r.views > 0 => log::info!(
+            "container: unmounted {} idle image(s) and {} kept view(s)",
+            r.unmounted.len(),
+            r.views
+        ),
+        Ok(_) => {}
+        Err(e) => log::error!("container: cannot reap idle images: {e}"),
     }
 }
 

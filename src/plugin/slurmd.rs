@@ -1,13 +1,16 @@
-//! slurmd itself: nothing to do yet beyond reporting a broken configuration
-//! (done by the dispatcher in init).
+//! slurmd itself: reporting a broken configuration (done by the dispatcher in
+//! init), and unmounting container images left idle (at start and exit).
 
-use super::{PluginError, State};
+use super::{container_step, PluginError, State};
 use crate::spank::{Hook, Spank};
 
 pub(super) fn on_hook(
-    _hook: Hook,
+    hook: Hook,
     _spank: &mut dyn Spank,
-    _state: &mut State,
+    state: &mut State,
 ) -> Result<(), PluginError> {
+    if let (Hook::Init | Hook::SlurmdExit, Ok(config)) = (hook, &state.config) {
+        container_step::reap_idle(config);
+    }
     Ok(())
 }
