@@ -395,8 +395,11 @@ fn set_task_env(
     identity: &Identity,
     scripts: &[env::Script],
 ) -> Result<(), ContainerError> {
+    let t0 = Instant::now();
     let job_env = env::from_strings(&spank.job_env()?);
+    let t1 = Instant::now();
     let built = env::container_env(&job_env, scripts, &options.env, &identity.user.home);
+    let t2 = Instant::now();
     for line in &built.skipped {
         log::warn!("image environment: line not understood, skipped: {line}");
     }
@@ -407,6 +410,14 @@ fn set_task_env(
     for k in &unset {
         spank.unsetenv(k)?;
     }
+    log::debug!(
+        "container: env: read={}us eval={}us set={}us ({} set, {} unset)",
+        (t1 - t0).as_micros(),
+        (t2 - t1).as_micros(),
+        t2.elapsed().as_micros(),
+        set.len(),
+        unset.len()
+    );
     Ok(())
 }
 
