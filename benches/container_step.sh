@@ -87,7 +87,7 @@ hooks = {}
 for m in re.finditer(r"container: (\w+) took (\d+) us", text):
     hooks.setdefault(m.group(1), []).append(int(m.group(2)))
 phases = {}
-for m in re.finditer(r"container: (?:image \S+|view built|exit): (.*)", text):
+for m in re.finditer(r"container: (?:image \S+|view built|exit|env): (.*)", text):
     for k, v in re.findall(r"([\w+-]+)=(\d+)us", m.group(1)):
         phases.setdefault(k, []).append(int(v))
 def wall(path):
