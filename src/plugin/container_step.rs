@@ -514,11 +514,12 @@ pub(super) fn refuse_when_misconfigured(
     Err(PluginError::Reported(text))
 }
 
-/// Unmounts what has been idle for `mount_idle_seconds` (slurmd start and
-/// exit: mounts left by slurmstepds that crashed while no step followed).
-pub(super) fn reap_idle(config: &Config) {
+/// Unmounts what no live step holds and has been idle for `idle` (slurmd
+/// start: `mount_idle_seconds`, e.g. mounts of slurmstepds that crashed while
+/// no step followed; slurmd exit: at once, since no new step will come).
+pub(super) fn reap_idle(config: &Config, idle: Duration) {
     let cache = Cache::new(&config.run_dir);
-    match cache.reap(Duration::from_secs(config.mount_idle_seconds)) {
+    match cache.reap(idle) {
         Ok(r) if !r.unmounted.is_empty() || r.views > 0 => log::info!(
             "container: unmounted {} idle image(s) and {} kept view(s)",
             r.unmounted.len(),
