@@ -22,6 +22,17 @@ pub enum PluginError {
     /// A step that cannot run as asked; the text names the cause and the fix.
     #[error("{0}")]
     Step(String),
+    /// A step refused with a message the user has already been shown; the
+    /// hook fails without printing it again.
+    #[error("{0}")]
+    Reported(String),
+}
+
+impl PluginError {
+    /// Whether the user has already been told (then log, do not print).
+    pub fn already_reported(&self) -> bool {
+        matches!(self, PluginError::Reported(_))
+    }
 }
 
 /// berth's state in one Slurm process (srun, slurmstepd, slurmd).

@@ -1,13 +1,25 @@
-//! slurmd itself: nothing to do yet beyond reporting a broken configuration
-//! (done by the dispatcher in init).
+//! slurmd itself: reporting a broken configuration (done by the dispatcher in
+//! init), and unmounting container images left idle (at start and exit).
 
-use super::{PluginError, State};
+use std::time::Duration;
+
+use super::{container_step, PluginError, State};
 use crate::spank::{Hook, Spank};
 
 pub(super) fn on_hook(
-    _hook: Hook,
+    hook: Hook,
     _spank: &mut dyn Spank,
-    _state: &mut State,
+    state: &mut State,
 ) -> Result<(), PluginError> {
+    let Ok(config) = &state.config else {
+        return Ok(());
+    };
+    match hook {
+        Hook::Init => {
+            container_step::reap_idle(config, Duration::from_secs(config.mount_idle_seconds))
+        }
+        Hook::SlurmdExit => container_step::reap_idle(config, Duration::ZERO),
+        _ => {}
+    }
     Ok(())
 }

@@ -52,6 +52,10 @@ fn dispatch(hook: Hook, sp: spank_t, argc: c_int, argv: *mut *mut c_char) -> c_i
         let args = unsafe { plugstack_args(argc, argv) };
         match crate::plugin::on_hook(hook, &mut handle, &args) {
             Ok(()) => 0,
+            Err(e) if e.already_reported() => {
+                log::info!("{e}");
+                -1
+            }
             Err(e) => {
                 log::error!("{e}");
                 -1

@@ -1,0 +1,615 @@
+//! One squashfs mount per image per node, shared by the tasks of a step and
+//! reused by later steps and jobs that run the same image.
+//!
+//! Layout under `run_dir`:
+//! ```text
+//! images.lock                       flock(2) held while the cache changes
+//! images/<key>/root                 the image's squashfs, mounted read-only
+//! images/<key>/holders/<pid>-<start>  one file per slurmstepd using it
+//! ```
+//! `<key>` is the image file's identity (st_dev, st_ino, mtime, size) and the
+//! partition's place in it, so a replaced or rewritten image gets a new mount.
+//! A holder names a slurmstepd by pid and start time: one that crashed is
+//! recognised as dead and dropped. The mtime of `holders/` is the last time a
+//! step came or went; a mount with no live holder for `mount_idle_seconds` is
+//! unmounted (its loop device clears itself) by the next step that looks.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::env::Script;
+use super::sys;
+
+/// Where a filesystem lies inside the image file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The identity of an image file and the extent mounted from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+    pub size: u64,
+    pub extent: Extent,
+}
+
+impl Key {
+    pub fn of(meta: &fs::Metadata, extent: Extent) -> Key {
+        Key {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            size: meta.size(),
+            extent,
+        }
+    }
+
+    /// The key's directory name: every field, so no two images share one.
+    pub fn dir_name(&self) -> String {
+        format!(
+            "{:x}-{:x}-{}.{:09}-{}-{}+{}",
+            self.dev,
+            self.ino,
+            self.mtime_sec,
+            self.mtime_nsec,
+            self.size,
+            self.extent.offset,
+            self.extent.size
+        )
+    }
+}
+
+/// A process that uses a mount: pid and start time (clock ticks after boot,
+/// field 22 of /proc/PID/stat), so a reused pid is not mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl Holder {
+    pub fn current() -> io::Result<Holder> {
+        let pid = std::process::id();
+        let start =
+            start_time(pid)?.ok_or_else(|| io::Error::other("cannot read /proc/self/stat"))?;
+        Ok(Holder { pid, start })
+    }
+
+    pub fn file_name(&self) -> String {
+        format!("{}-{}", self.pid, self.start)
+    }
+
+    pub fn parse(name: &str) -> Option<Holder> {
+        let (pid, start) = name.split_once('-')?;
+        Some(Holder {
+            pid: pid.parse().ok()?,
+            start: start.parse().ok()?,
+        })
+    }
+
+    /// Whether the process still runs (a zombie, e.g. a killed slurmstepd
+    /// nobody has waited for yet, does not).
+    pub fn alive(&self) -> bool {
+        matches!(start_time(self.pid), Ok(Some(s)) if s == self.start)
+    }
+}
+
+/// Field 22 of /proc/PID/stat; `None` when there is no such process.
+fn start_time(pid: u32) -> io::Result<Option<u64>> {
+    let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(parse_start_time(&stat))
+}
+
+/// Field 22 (start time) of a /proc/PID/stat line, `None` for a process
+/// that has exited (state Z or X: a zombie runs nothing any more).
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: skip past
+    // its last ')'. Field 3 (state) is then the first after it; 22 the 20th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// A failure to mount an image; the text reaches the user.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(
+        "the kernel refused to mount the image's squashfs ({}); the image is damaged or \
+         compressed with a method this node's kernel lacks: rebuild it (gzip is always supported)",
+        super::errno_text(.0)
+    )]
+    Refused(io::Error),
+    #[error(
+        "no loop device for the image ({}); ask your administrator (loop devices exhausted?)",
+        super::errno_text(.0)
+    )]
+    Loop(io::Error),
+    #[error("berth's image cache {path}: {error}")]
+    Cache { path: PathBuf, error: io::Error },
+}
+
+fn cache_err(path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
+    move |error| MountError::Cache {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// The image cache of one node.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    run_dir: PathBuf,
+}
+
+/// A step's use of a cached mount, given back with [`Cache::release`].
+#[derive(Debug)]
+pub struct Lease {
+    /// The mounted image root (read-only squashfs).
+    pub root: PathBuf,
+    /// Whether this step mounted it (first use) or found it mounted.
+    pub mounted_now: bool,
+    holder_file: PathBuf,
+}
+
+/// What [`Cache::reap`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub unmounted: Vec<PathBuf>,
+    pub dead_holders: usize,
+    /// Kept step views let go.
+    pub views: usize,
+}
+
+impl Cache {
+    pub fn new(run_dir: &Path) -> Cache {
+        Cache {
+            run_dir: run_dir.to_path_buf(),
+        }
+    }
+
+    fn images(&self) -> PathBuf {
+        self.run_dir.join("images")
+    }
+
+    /// Takes the cache lock (released when the file is closed, also when the
+    /// process dies).
+    fn lock(&self) -> Result<File, MountError> {
+        let path = self.run_dir.join("images.lock");
+        fs::create_dir_all(self.images()).map_err(cache_err(&path))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(cache_err(&path))?;
+        sys::flock_exclusive(file.as_fd()).map_err(cache_err(&path))?;
+        Ok(file)
+    }
+
+    /// The image's mount for `holder`: mounted now from `image` (the user's
+    /// descriptor) unless a live mount of the same key exists. Mounts idle for
+    /// `idle` (e.g. left by a crashed slurmstepd) are unmounted first.
+    pub fn acquire(
+        &self,
+        image: &File,
+        key: &Key,
+        holder: Holder,
+        idle: Duration,
+    ) -> Result<Lease, MountError> {
+        let _lock = self.lock()?;
+        self.reap_locked(idle, SystemTime::now())?;
+        let dir = self.images().join(key.dir_name());
+        let root = dir.join("root");
+        let holders = dir.join("holders");
+        fs::create_dir_all(&root).map_err(cache_err(&root))?;
+        fs::create_dir_all(&holders).map_err(cache_err(&holders))?;
+        let mounted_now = if is_mounted(&root) {
+            false
+        } else {
+            mount_image(image, key.extent, &root)?;
+            true
+        };
+        let holder_file = holders.join(holder.file_name());
+        File::create(&holder_file).map_err(cache_err(&holder_file))?;
+        Ok(Lease {
+            root,
+            mounted_now,
+            holder_file,
+        })
+    }
+
+    /// Gives a lease back, then unmounts what has been idle for `idle`.
+    pub fn release(&self, lease: Lease, idle: Duration) -> Result<Reaped, MountError> {
+        let _lock = self.lock()?;
+        match fs::remove_file(&lease.holder_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(cache_err(&lease.holder_file)(e)),
+        }
+        self.reap_locked(idle, SystemTime::now())
+    }
+
+    /// Unmounts every image without a live holder for at least `idle`.
+    pub fn reap(&self, idle: Duration) -> Result<Reaped, MountError> {
+        let _lock = self.lock()?;
+        self.reap_locked(idle, SystemTime::now())
+    }
+
+    fn reap_locked(&self, idle: Duration, now: SystemTime) -> Result<Reaped, MountError> {
+        let mut reaped = Reaped::default();
+        // Views first: an idle view still holds its image's squashfs.
+        for dir in entries(&self.views())? {
+            if !idle_for(&dir, idle, now, &mut reaped) {
+                continue;
+            }
+            let ns = dir.join("ns");
+            if sys::fs_type(&ns).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+                sys::umount2(&ns, libc::MNT_DETACH).map_err(cache_err(&ns))?;
+                reaped.views += 1;
+            }
+            for f in ["ns", "key", "scripts"] {
+                let _ = fs::remove_file(dir.join(f));
+            }
+            let _ = fs::remove_dir(dir.join("holders"));
+            let _ = fs::remove_dir(&dir);
+        }
+        for dir in entries(&self.images())? {
+            if !idle_for(&dir, idle, now, &mut reaped) {
+                continue;
+            }
+            let root = dir.join("root");
+            if is_mounted(&root) {
+                sys::umount2(&root, libc::MNT_DETACH).map_err(cache_err(&root))?;
+                reaped.unmounted.push(root.clone());
+            }
+            let _ = fs::remove_dir(dir.join("holders"));
+            let _ = fs::remove_dir(&root);
+            let _ = fs::remove_dir(&dir);
+        }
+        Ok(reaped)
+    }
+
+    fn views(&self) -> PathBuf {
+        self.run_dir.join("views")
+    }
+
+    /// A step view built earlier for exactly `key` (see [`view_key`]), still
+    /// mounted: its namespace, entered by this step's tasks as is.
+    pub fn find_view(&self, key: &str, holder: Holder) -> Result<Option<CachedView>, MountError> {
+        let _lock = self.lock()?;
+        let dir = self.views().join(key_hash(key));
+        let ns_path = dir.join("ns");
+        let same_key = fs::read_to_string(dir.join("key")).is_ok_and(|k| k == key);
+        if !same_key || !sys::fs_type(&ns_path).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+            return Ok(None);
+        }
+        let ns: OwnedFd = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&ns_path)
+            .map_err(cache_err(&ns_path))?
+            .into();
+        let scripts = decode_scripts(&fs::read(dir.join("scripts")).unwrap_or_default());
+        let holder_file = dir.join("holders").join(holder.file_name());
+        File::create(&holder_file).map_err(cache_err(&holder_file))?;
+        Ok(Some(CachedView {
+            ns,
+            scripts,
+            lease: ViewLease { holder_file },
+        }))
+    }
+
+    /// Keeps a step's view for later steps with the same `key`: its namespace
+    /// is bound on `views/<hash>/ns` (as `ip netns` keeps network namespaces).
+    pub fn store_view(
+        &self,
+        key: &str,
+        ns: BorrowedFd<'_>,
+        scripts: &[Script],
+        holder: Holder,
+    ) -> Result<ViewLease, MountError> {
+        let _lock = self.lock()?;
+        let dir = self.views().join(key_hash(key));
+        let holders = dir.join("holders");
+        fs::create_dir_all(&holders).map_err(cache_err(&holders))?;
+        let ns_path = dir.join("ns");
+        if sys::fs_type(&ns_path).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+            // Another step stored one meanwhile (or a stale one with another key).
+            sys::umount2(&ns_path, libc::MNT_DETACH).map_err(cache_err(&ns_path))?;
+        }
+        fs::write(dir.join("key"), key).map_err(cache_err(&dir))?;
+        fs::write(dir.join("scripts"), encode_scripts(scripts)).map_err(cache_err(&dir))?;
+        File::create(&ns_path).map_err(cache_err(&ns_path))?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
+        sys::mount(Some(&source), &ns_path, None, libc::MS_BIND, None)
+            .map_err(cache_err(&ns_path))?;
+        let holder_file = holders.join(holder.file_name());
+        File::create(&holder_file).map_err(cache_err(&holder_file))?;
+        Ok(ViewLease { holder_file })
+    }
+
+    /// Gives a view back (its namespace stays for later steps until idle).
+    pub fn release_view(&self, lease: ViewLease) -> Result<(), MountError> {
+        let _lock = self.lock()?;
+        match fs::remove_file(&lease.holder_file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(cache_err(&lease.holder_file)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A step's use of a kept view (see [`Cache::find_view`]).
+#[derive(Debug)]
+pub struct ViewLease {
+    holder_file: PathBuf,
+}
+
+/// A kept view, found for a new step.
+#[derive(Debug)]
+pub struct CachedView {
+    pub ns: OwnedFd,
+    pub scripts: Vec<Script>,
+    pub lease: ViewLease,
+}
+
+/// The directory name of a view key (the key itself is stored and compared
+/// in full, so a hash collision cannot hand one step another's view).
+pub fn key_hash(key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+fn encode_scripts(scripts: &[Script]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in scripts {
+        out.extend_from_slice(s.name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(s.text.replace('\0', "").as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn decode_scripts(bytes: &[u8]) -> Vec<Script> {
+    let parts: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
+    parts
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| Script {
+            name: String::from_utf8_lossy(c[0]).into_owned(),
+            text: String::from_utf8_lossy(c[1]).into_owned(),
+        })
+        .collect()
+}
+
+/// The subdirectories of `dir` (none if it does not exist).
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, MountError> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(e.flatten().map(|e| e.path()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(cache_err(dir)(e)),
+    }
+}
+
+/// Drops the dead holders of a cache entry; whether it has had no live one
+/// for `idle`.
+fn idle_for(dir: &Path, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> bool {
+    let holders = dir.join("holders");
+    let mut live = 0;
+    for h in fs::read_dir(&holders).into_iter().flatten().flatten() {
+        match Holder::parse(&h.file_name().to_string_lossy()) {
+            Some(holder) if holder.alive() => live += 1,
+            _ => {
+                let _ = fs::remove_file(h.path());
+                reaped.dead_holders += 1;
+            }
+        }
+    }
+    if live > 0 {
+        return false;
+    }
+    let last_used = fs::metadata(&holders)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    now.duration_since(last_used).unwrap_or_default() >= idle
+}
+
+/// Whether `root` is a squashfs mounted over its directory.
+pub fn is_mounted(root: &Path) -> bool {
+    let (Ok(here), Some(Ok(parent))) = (fs::metadata(root), root.parent().map(fs::metadata)) else {
+        return false;
+    };
+    here.dev() != parent.dev() && sys::fs_type(root).is_ok_and(|t| t == sys::SQUASHFS_MAGIC)
+}
+
+/// Loop device over `extent` of `image` (LOOP_CONFIGURE, read-only,
+/// autoclear), squashfs mounted read-only, nosuid, nodev at `target`.
+pub fn mount_image(image: &File, extent: Extent, target: &Path) -> Result<(), MountError> {
+    let control = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/loop-control")
+        .map_err(MountError::Loop)?;
+    let mut last = None;
+    for _ in 0..32 {
+        let n = sys::loop_get_free(control.as_fd()).map_err(MountError::Loop)?;
+        let path = PathBuf::from(format!("/dev/loop{n}"));
+        let dev = match File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(d) => d,
+            // Another process took it, or its node is not there yet.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(MountError::Loop(e)),
+        };
+        match sys::loop_configure(dev.as_fd(), image.as_fd(), extent.offset, extent.size) {
+            Ok(()) => {
+                let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+                // The loop device clears itself when `dev` is closed, unless
+                // the mount holds it.
+                return sys::mount(Some(&path), target, Some(c"squashfs"), flags, None)
+                    .map_err(MountError::Refused);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+            Err(e) => return Err(MountError::Loop(e)),
+        }
+    }
+    Err(MountError::Loop(
+        last.unwrap_or_else(|| io::Error::other("no free loop device")),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_every_field() {
+        let key = Key {
+            dev: 0x803,
+            ino: 0x1234,
+            mtime_sec: 1_700_000_000,
+            mtime_nsec: 5,
+            size: 4096,
+            extent: Extent {
+                offset: 32768,
+                size: 1024,
+            },
+        };
+        assert_eq!(
+            key.dir_name(),
+            "803-1234-1700000000.000000005-4096-32768+1024"
+        );
+        let other = Key {
+            mtime_nsec: 6,
+            ..key.clone()
+        };
+        assert_ne!(key.dir_name(), other.dir_name());
+    }
+
+    #[test]
+    fn keys_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        fs::write(&p, b"one").unwrap();
+        let extent = Extent { offset: 0, size: 3 };
+        let a = Key::of(&fs::metadata(&p).unwrap(), extent);
+        assert_eq!(a, Key::of(&fs::metadata(&p).unwrap(), extent));
+        // Replaced by a new file (what `cp` and `apptainer build` do).
+        let q = dir.path().join("img.new");
+        fs::write(&q, b"two").unwrap();
+        fs::rename(&q, &p).unwrap();
+        assert_ne!(a, Key::of(&fs::metadata(&p).unwrap(), extent));
+    }
+
+    #[test]
+    fn holders_round_trip_and_die() {
+        let me = Holder::current().unwrap();
+        assert!(me.alive());
+        assert_eq!(Holder::parse(&me.file_name()), Some(me));
+        assert!(
+            !Holder {
+                start: me.start + 1,
+                ..me
+            }
+            .alive(),
+            "a reused pid is not the holder"
+        );
+        assert_eq!(Holder::parse("x-1"), None);
+    }
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(parse_start_time(stat), Some(98765));
+        let zombie = "42 (slurmstepd) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(parse_start_time(zombie), None, "a zombie holds nothing");
+    }
+
+    #[test]
+    fn reaping_drops_dead_holders_and_keeps_live_ones() {
+        let run = tempfile::tempdir().unwrap();
+        let cache = Cache::new(run.path());
+        let me = Holder::current().unwrap();
+        for (name, holder) in [
+            ("a", me),
+            (
+                "b",
+                Holder {
+                    pid: me.pid,
+                    start: me.start + 1,
+                },
+            ),
+        ] {
+            let holders = run.path().join("images").join(name).join("holders");
+            fs::create_dir_all(&holders).unwrap();
+            fs::create_dir_all(run.path().join("images").join(name).join("root")).unwrap();
+            File::create(holders.join(holder.file_name())).unwrap();
+        }
+        let reaped = cache.reap(Duration::ZERO).unwrap();
+        assert_eq!(reaped.dead_holders, 1);
+        assert!(reaped.unmounted.is_empty(), "nothing was mounted");
+        assert!(
+            run.path().join("images/a").exists(),
+            "a live holder keeps its image"
+        );
+        assert!(
+            !run.path().join("images/b").exists(),
+            "an idle, unmounted image is removed"
+        );
+    }
+
+    #[test]
+    fn kept_scripts_round_trip() {
+        let scripts = vec![
+            Script {
+                name: "01-base.sh".into(),
+                text: "#!/bin/sh\n".into(),
+            },
+            Script {
+                name: "90-environment.sh".into(),
+                text: "export A=1\n".into(),
+            },
+        ];
+        assert_eq!(decode_scripts(&encode_scripts(&scripts)), scripts);
+        assert_eq!(decode_scripts(b""), vec![]);
+        assert_ne!(key_hash("a"), key_hash("b"));
+    }
+
+    #[test]
+    fn an_image_used_recently_stays() {
+        let run = tempfile::tempdir().unwrap();
+        let holders = run.path().join("images/x/holders");
+        fs::create_dir_all(&holders).unwrap();
+        let cache = Cache::new(run.path());
+        cache.reap(Duration::from_secs(300)).unwrap();
+        assert!(holders.exists());
+    }
+}

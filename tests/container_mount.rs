@@ -1,0 +1,391 @@
+//! Root-only integration tests of the mount machinery: loop device +
+//! squashfs, the shared cache, the step's view (overlay, binds, pivot_root)
+//! and what a task sees in it. Every test cleans up its mounts and loop
+//! devices and checks that it did.
+//!
+//! Run as root: `cargo test --test container_mount`.
+
+mod container_images;
+
+use std::fs::{self, File};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use berth::container::binds::{self, Bind, Origin};
+use berth::container::cache::{self, Cache, Extent, Holder, Key, MountError};
+use berth::container::identity;
+use berth::container::view::{self, Spec};
+use container_images::*;
+
+fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "these tests mount filesystems: run them as root"
+    );
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    image: PathBuf,
+    run_dir: PathBuf,
+}
+
+/// A busybox image and a run_dir, outside /tmp (which the view binds).
+fn fixture() -> Fixture {
+    require_root();
+    fs::create_dir_all("/var/tmp/berth-tests").unwrap();
+    let tmp = tempfile::tempdir_in("/var/tmp/berth-tests").unwrap();
+    let dir = tmp.path().to_path_buf();
+    let root = busybox_root(&dir);
+    let image = dir.join("img.sqfs");
+    squashfs(&root, &image, &[]);
+    let run_dir = dir.join("run");
+    Fixture {
+        _tmp: tmp,
+        dir,
+        image,
+        run_dir,
+    }
+}
+
+impl Drop for Fixture {
+    /// Even when a test fails: nothing of it stays mounted.
+    fn drop(&mut self) {
+        let mut left = mounts_under(&self.dir);
+        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in left {
+            let c = std::ffi::CString::new(m).unwrap();
+            // SAFETY: umount2 with a NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+fn key_of(image: &Path) -> (File, Key) {
+    let file = File::open(image).unwrap();
+    let meta = file.metadata().unwrap();
+    let key = Key::of(
+        &meta,
+        Extent {
+            offset: 0,
+            size: meta.len(),
+        },
+    );
+    (file, key)
+}
+
+#[test]
+fn an_image_is_mounted_once_shared_and_unmounted_when_idle() {
+    let f = fixture();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    let me = Holder::current().unwrap();
+    let a = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
+    assert!(a.mounted_now);
+    assert_eq!(
+        fs::read_to_string(a.root.join("hello.txt")).unwrap(),
+        "hello from the image\n"
+    );
+    assert_eq!(loops_backed_by(&f.image).len(), 1);
+    // A second step reuses the mount.
+    let b = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
+    assert!(!b.mounted_now);
+    assert_eq!(b.root, a.root);
+    assert_eq!(loops_backed_by(&f.image).len(), 1, "no second loop device");
+    drop(file);
+    // Given back but still within mount_idle_seconds: stays.
+    let root = a.root.clone();
+    cache.release(a, Duration::from_secs(300)).unwrap();
+    cache.release(b, Duration::from_secs(300)).unwrap();
+    assert!(cache::is_mounted(&root));
+    // Idle long enough (0 s): gone, with its loop device and directories.
+    let reaped = cache.reap(Duration::ZERO).unwrap();
+    assert_eq!(reaped.unmounted, vec![root.clone()]);
+    assert!(!root.exists());
+    assert!(loops_backed_by(&f.image).is_empty());
+    assert!(mounts_under(&f.dir).is_empty());
+}
+
+#[test]
+fn a_mount_left_by_a_dead_slurmstepd_is_reaped() {
+    let f = fixture();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    let me = Holder::current().unwrap();
+    let dead = Holder {
+        pid: me.pid,
+        start: me.start + 1,
+    };
+    let lease = cache
+        .acquire(&file, &key, dead, Duration::from_secs(300))
+        .unwrap();
+    drop(lease); // never released: its slurmstepd "crashed"
+    let reaped = cache.reap(Duration::ZERO).unwrap();
+    assert_eq!(reaped.dead_holders, 1);
+    assert_eq!(reaped.unmounted.len(), 1);
+    assert!(loops_backed_by(&f.image).is_empty());
+}
+
+#[test]
+fn a_squashfs_the_kernel_refuses_leaves_no_loop_device() {
+    let f = fixture();
+    let bad = f.dir.join("bad.sqfs");
+    let mut bytes = fs::read(&f.image).unwrap();
+    // Keep the magic, wreck the rest of the superblock and the tables.
+    for b in bytes.iter_mut().skip(4).take(4096) {
+        *b = 0xA5;
+    }
+    fs::write(&bad, &bytes).unwrap();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&bad);
+    let err = cache
+        .acquire(
+            &file,
+            &key,
+            Holder::current().unwrap(),
+            Duration::from_secs(300),
+        )
+        .unwrap_err();
+    assert!(matches!(err, MountError::Refused(_)), "{err}");
+    assert!(err
+        .to_string()
+        .starts_with("the kernel refused to mount the image's squashfs"));
+    assert!(loops_backed_by(&bad).is_empty());
+    cache.reap(Duration::ZERO).unwrap();
+}
+
+/// Builds the view of `image` for uid 5001 with the default binds plus
+/// `extra` and returns (namespace, lease, cache).
+fn build_view(
+    f: &Fixture,
+    writable: bool,
+    extra: Vec<Bind>,
+) -> (std::os::fd::OwnedFd, cache::Lease, Cache) {
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    let lease = cache
+        .acquire(
+            &file,
+            &key,
+            Holder::current().unwrap(),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+    let cwd = f.dir.join("work");
+    fs::create_dir_all(&cwd).unwrap();
+    fs::write(cwd.join("input.txt"), "from the host\n").unwrap();
+    let req = binds::Request {
+        site: &[],
+        home: None,
+        cwd: &cwd,
+        batch_script: None,
+        user: &[],
+    };
+    let mut plan = binds::plan(&req).unwrap();
+    plan.extend(extra);
+    plan.sort_by_key(|b| b.target.components().count());
+    let opened = binds::open_as_user(&plan, &[PathBuf::from("/")]).unwrap();
+    let identity = identity::Identity {
+        user: identity::User {
+            name: "berthtest".into(),
+            uid: 5001,
+            gid: 5001,
+            gecos: String::new(),
+            home: "/home/berthtest".into(),
+            shell: "/bin/sh".into(),
+        },
+        groups: vec![identity::Group {
+            name: "berthtest".into(),
+            gid: 5001,
+        }],
+    };
+    let stage = f.run_dir.join("stage");
+    fs::create_dir_all(&stage).unwrap();
+    let v = view::build(&Spec {
+        image_root: &lease.root,
+        stage: &stage,
+        writable,
+        binds: &plan,
+        opened: &opened,
+        identity: Some(&identity),
+    })
+    .unwrap();
+    assert_eq!(v.scripts.len(), 1, "the image's env script was read");
+    eprintln!("view built: {:?}", v.timings);
+    (v.ns, lease, cache)
+}
+
+/// Runs `args` in the view as uid/gid 5001 (or root), with `cwd`.
+fn run_in(ns: &std::os::fd::OwnedFd, uid: u32, cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let fd = ns.as_fd().as_raw_fd();
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..])
+        .env_clear()
+        .env("PATH", "/bin")
+        .current_dir("/");
+    let cwd = cwd.to_path_buf();
+    // SAFETY: the closure only makes syscalls (setns, unshare, chdir, setgid,
+    // setuid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // SAFETY: fd stays open in the parent for the child's lifetime.
+            let ns = std::os::fd::BorrowedFd::borrow_raw(fd);
+            view::enter(ns)?;
+            std::env::set_current_dir(&cwd)?;
+            if uid != 0 {
+                let groups = [uid];
+                if libc::setgroups(1, groups.as_ptr()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn teardown(f: &Fixture, ns: std::os::fd::OwnedFd, lease: cache::Lease, cache: Cache) {
+    drop(ns);
+    cache.release(lease, Duration::ZERO).unwrap();
+    assert!(
+        loops_backed_by(&f.image).is_empty(),
+        "loop device left behind"
+    );
+    assert!(mounts_under(&f.dir).is_empty(), "mounts left behind");
+}
+
+#[test]
+fn a_task_sees_the_image_its_binds_and_nothing_else_of_the_host() {
+    let f = fixture();
+    let (ns, lease, cache) = build_view(&f, false, vec![]);
+    let cwd = f.dir.join("work");
+    let (rc, out, _) = run_in(&ns, 5001, &cwd, &["/bin/cat", "/hello.txt", "input.txt"]);
+    assert_eq!(
+        (rc, out.as_str()),
+        (0, "hello from the image\nfrom the host\n")
+    );
+    let (_, out, _) = run_in(&ns, 5001, &cwd, &["/bin/id"]);
+    assert_eq!(
+        out.trim(),
+        "uid=5001(berthtest) gid=5001(berthtest) groups=5001(berthtest)"
+    );
+    let (_, out, _) = run_in(&ns, 5001, &cwd, &["/bin/pwd"]);
+    assert_eq!(out.trim(), cwd.to_str().unwrap());
+    // The host's /proc, /dev; nothing of the host's root (/work, /var/tmp/...).
+    assert_eq!(
+        run_in(&ns, 5001, &cwd, &["/bin/test", "-e", "/proc/self/status"]).0,
+        0
+    );
+    assert_eq!(
+        run_in(&ns, 5001, &cwd, &["/bin/test", "-c", "/dev/null"]).0,
+        0
+    );
+    assert_ne!(
+        run_in(&ns, 0, Path::new("/"), &["/bin/test", "-e", "/work"]).0,
+        0
+    );
+    assert_ne!(
+        run_in(
+            &ns,
+            0,
+            Path::new("/"),
+            &["/bin/test", "-e", "/usr/sbin/slurmd"]
+        )
+        .0,
+        0
+    );
+    // `..` from the root stays in the image.
+    let (_, out, _) = run_in(&ns, 0, Path::new("/"), &["/bin/cat", "/../../hello.txt"]);
+    assert_eq!(out, "hello from the image\n");
+    // Read-only root.
+    let (rc, _, err) = run_in(&ns, 0, Path::new("/"), &["/bin/touch", "/new-file"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("Read-only file system"), "{err}");
+    teardown(&f, ns, lease, cache);
+}
+
+#[test]
+fn setuid_files_and_device_nodes_of_the_image_give_nothing() {
+    let f = fixture();
+    let (ns, lease, cache) = build_view(&f, false, vec![]);
+    let (rc, out, _) = run_in(
+        &ns,
+        5001,
+        Path::new("/"),
+        &["/bin/busybox-suid", "id", "-u"],
+    );
+    assert_eq!((rc, out.trim()), (0, "5001"), "setuid bit ignored (nosuid)");
+    // (busybox may drop privileges itself: check the mount flags too.)
+    let (_, out, _) = run_in(
+        &ns,
+        5001,
+        Path::new("/"),
+        &["/bin/grep", " / / ", "/proc/self/mountinfo"],
+    );
+    let opts = out.split(' ').nth(5).unwrap_or_default().to_string();
+    assert!(
+        opts.contains("nosuid") && opts.contains("nodev"),
+        "root mounted {opts}"
+    );
+    let (rc, _, err) = run_in(&ns, 0, Path::new("/"), &["/bin/head", "-c1", "/image-null"]);
+    assert_ne!(rc, 0, "the image's device node must not open (nodev)");
+    assert!(err.contains("Permission denied"), "{err}");
+    teardown(&f, ns, lease, cache);
+}
+
+#[test]
+fn writable_roots_and_read_only_binds() {
+    let f = fixture();
+    let data = f.dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let bind = Bind {
+        source: data.clone(),
+        target: "/data".into(),
+        read_only: true,
+        origin: Origin::User,
+    };
+    let (ns, lease, cache) = build_view(&f, true, vec![bind]);
+    assert_eq!(
+        run_in(&ns, 0, Path::new("/"), &["/bin/touch", "/new-file"]).0,
+        0,
+        "writable root"
+    );
+    let (rc, _, err) = run_in(&ns, 0, Path::new("/"), &["/bin/touch", "/data/x"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!data.join("x").exists());
+    // Each task has a namespace of its own: a mount in one is not in the next.
+    let (rc, _, _) = run_in(
+        &ns,
+        0,
+        Path::new("/"),
+        &["/bin/mount", "-t", "tmpfs", "t", "/opt"],
+    );
+    assert_eq!(rc, 0);
+    let (_, out, _) = run_in(
+        &ns,
+        0,
+        Path::new("/"),
+        &["/bin/grep", "-c", " /opt ", "/proc/self/mountinfo"],
+    );
+    assert_eq!(out.trim(), "0");
+    teardown(&f, ns, lease, cache);
+}
