@@ -146,7 +146,7 @@ pub fn locate(path: &Path, file: File, oci_conf: bool) -> Result<Option<OpenedIm
 /// squashfs the kernel can mount, an architecture this node runs).
 fn sif_root(path: &Path, file: File) -> Result<(File, Extent), ImageError> {
     let checked = sif::Image::from_file_named(file, path)
-        .and_then(|mut image| Ok((image.check_runnable_on_host()?, image)));
+        .and_then(|image| Ok((image.check_runnable_on_host()?, image)));
     match checked {
         Ok((partition, image)) => Ok((
             image.into_file(),
