@@ -90,7 +90,7 @@ fn images(cluster: &Cluster) -> Images {
 }
 
 fn root_partition_offset(sif: &Path) -> usize {
-    let mut image = berth::sif::Image::open(sif).unwrap();
+    let image = berth::sif::Image::open(sif).unwrap();
     image.primary_partition().unwrap().offset as usize
 }
 
