@@ -15,60 +15,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::{AsRawFd, OwnedFd};
+use std::os::unix::io::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use berth::container::sys;
 use berth::sif::build::{self, BuildOptions};
 use berth::sif::{Image, Partition};
-
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-const LO_FLAGS_READ_ONLY: u32 = 1;
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-
-/// `struct loop_info64` (linux/loop.h).
-#[repr(C)]
-struct LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; 64],
-    lo_crypt_name: [u8; 64],
-    lo_encrypt_key: [u8; 32],
-    lo_init: [u64; 2],
-}
-
-/// `struct loop_config` (linux/loop.h, Linux 5.8+).
-#[repr(C)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-}
-
-const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-    }
-    Ok(ret)
 }
 
 fn cstr(path: &Path) -> CString {
@@ -77,21 +36,14 @@ fn cstr(path: &Path) -> CString {
 
 /// Moves this thread into a new mount namespace where nothing propagates back.
 fn private_mount_namespace() -> io::Result<()> {
-    // SAFETY: plain syscalls with valid, NUL-terminated arguments.
-    unsafe {
-        check(libc::unshare(libc::CLONE_NEWNS), "unshare(CLONE_NEWNS)")?;
-        check(
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ),
-            "make / private",
-        )?;
-    }
-    Ok(())
+    sys::unshare_mount_ns()?;
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
 }
 
 /// A loop device set up over `partition` of `image`, read-only and autoclear: it goes
@@ -106,39 +58,28 @@ impl LoopDevice {
         PathBuf::from(format!("/dev/loop{}", self.number))
     }
 
+    /// The same calls berth makes (`berth::container::sys`), retried when another
+    /// process takes the free device between GET_FREE and CONFIGURE.
     fn attach(image: &File, partition: &Partition) -> io::Result<LoopDevice> {
         let control = File::open("/dev/loop-control")?;
         let mut last = None;
         for _ in 0..20 {
-            // SAFETY: LOOP_CTL_GET_FREE takes no argument.
-            let number = check(
-                unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) },
-                "LOOP_CTL_GET_FREE",
-            )?;
+            let number = sys::loop_get_free(control.as_fd())?;
             let dev = OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(format!("/dev/loop{number}"))?;
-            // SAFETY: all-zero is a valid loop_config.
-            let mut config: LoopConfig = unsafe { std::mem::zeroed() };
-            config.fd = image.as_raw_fd() as u32;
-            config.info.lo_offset = partition.offset;
-            config.info.lo_sizelimit = partition.size;
-            config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-            // SAFETY: config is a valid loop_config that outlives the call.
-            let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &config) };
-            if ret == 0 {
-                return Ok(LoopDevice {
-                    fd: dev.into(),
-                    number,
-                });
+            match sys::loop_configure(dev.as_fd(), image.as_fd(), partition.offset, partition.size)
+            {
+                Ok(()) => {
+                    return Ok(LoopDevice {
+                        fd: dev.into(),
+                        number: number as i32,
+                    })
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = Some(e),
+                Err(e) => return Err(e),
             }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EBUSY) {
-                return Err(io::Error::new(e.kind(), format!("LOOP_CONFIGURE: {e}")));
-            }
-            // Someone else took this device between GET_FREE and CONFIGURE.
-            last = Some(e);
         }
         Err(last.unwrap())
     }
@@ -155,29 +96,15 @@ struct Mounted(PathBuf);
 
 impl Mounted {
     fn squashfs(device: &Path, target: &Path) -> io::Result<Mounted> {
-        let (dev, dir) = (cstr(device), cstr(target));
-        // SAFETY: valid NUL-terminated strings; no data argument.
-        check(
-            unsafe {
-                libc::mount(
-                    dev.as_ptr(),
-                    dir.as_ptr(),
-                    c"squashfs".as_ptr(),
-                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-                    std::ptr::null(),
-                )
-            },
-            "mount squashfs",
-        )?;
+        let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+        sys::mount(Some(device), target, Some(c"squashfs"), flags, None)?;
         Ok(Mounted(target.to_path_buf()))
     }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let dir = cstr(&self.0);
-        // SAFETY: valid NUL-terminated path.
-        unsafe { libc::umount2(dir.as_ptr(), 0) };
+        let _ = sys::umount2(&self.0, 0);
     }
 }
 
