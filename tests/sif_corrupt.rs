@@ -11,6 +11,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 
+use berth::sif::robustness::exercise;
 use berth::sif::{siftool, Arch, Field, Image, Problem, Region, SifError};
 use support::corpus_bytes;
 
@@ -498,27 +499,6 @@ impl Rng {
 
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
-    }
-}
-
-/// Runs every reader, printer and check on `bytes`; must not panic.
-fn exercise(bytes: &[u8]) {
-    let Ok(mut image) = Image::read_unvalidated(bytes, None) else {
-        return;
-    };
-    let _ = siftool::header(image.header());
-    let _ = siftool::list(image.descriptors());
-    let ids: Vec<u32> = image.descriptors().iter().map(|d| d.id).collect();
-    for id in ids {
-        if let Ok(d) = image.descriptor(id) {
-            let _ = siftool::info(d);
-            let _ = image.copy_object(d, &mut std::io::sink());
-        }
-    }
-    if image.validate().is_ok() {
-        let _ = image.primary_partition();
-        let _ = image.root_superblock();
-        let _ = image.check_runnable_on(Arch::Amd64, Path::new("/nonexistent"));
     }
 }
 

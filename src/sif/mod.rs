@@ -51,6 +51,7 @@ mod error;
 pub mod format;
 pub mod header;
 pub mod image;
+pub mod robustness;
 pub mod siftool;
 pub mod squashfs;
 pub mod validate;
