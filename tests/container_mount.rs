@@ -112,7 +112,7 @@ fn an_image_is_mounted_once_shared_and_unmounted_when_idle() {
     let reaped = cache.reap(Duration::ZERO).unwrap();
     assert_eq!(reaped.unmounted, vec![root.clone()]);
     assert!(!root.exists());
-    assert!(loops_backed_by(&f.image).is_empty());
+    assert_eq!(loops_left_backed_by(&f.image), Vec::<String>::new());
     assert!(mounts_under(&f.dir).is_empty());
 }
 
@@ -133,7 +133,7 @@ fn a_mount_left_by_a_dead_slurmstepd_is_reaped() {
     let reaped = cache.reap(Duration::ZERO).unwrap();
     assert_eq!(reaped.dead_holders, 1);
     assert_eq!(reaped.unmounted.len(), 1);
-    assert!(loops_backed_by(&f.image).is_empty());
+    assert_eq!(loops_left_backed_by(&f.image), Vec::<String>::new());
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn a_squashfs_the_kernel_refuses_leaves_no_loop_device() {
     assert!(err
         .to_string()
         .starts_with("the kernel refused to mount the image's squashfs"));
-    assert!(loops_backed_by(&bad).is_empty());
+    assert_eq!(loops_left_backed_by(&bad), Vec::<String>::new());
     cache.reap(Duration::ZERO).unwrap();
 }
 
@@ -265,8 +265,9 @@ fn run_in(ns: &std::os::fd::OwnedFd, uid: u32, cwd: &Path, args: &[&str]) -> (i3
 fn teardown(f: &Fixture, ns: std::os::fd::OwnedFd, lease: cache::Lease, cache: Cache) {
     drop(ns);
     cache.release(lease, Duration::ZERO).unwrap();
-    assert!(
-        loops_backed_by(&f.image).is_empty(),
+    assert_eq!(
+        loops_left_backed_by(&f.image),
+        Vec::<String>::new(),
         "loop device left behind"
     );
     assert!(mounts_under(&f.dir).is_empty(), "mounts left behind");

@@ -93,6 +93,20 @@ pub fn loops_backed_by(file: &Path) -> Vec<String> {
     out
 }
 
+/// The loop devices still backed by `file` after waiting up to 5 s: the
+/// kernel detaches an autoclear loop device asynchronously after its last
+/// user lets go.
+pub fn loops_left_backed_by(file: &Path) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = loops_backed_by(file);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Mount points in this process's namespace under `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
