@@ -510,11 +510,8 @@ fn a_relative_image_path_starts_in_the_jobs_directory() {
     wait_clean(&cluster, &images);
 }
 
-#[test]
-fn a_cancelled_step_leaves_nothing_mounted() {
-    let Some((cluster, images)) = ready() else {
-        return;
-    };
+/// Submits a batch job that sleeps in bb.sif; returns its id once the image is mounted.
+fn sleeping_container_job(cluster: &Cluster, images: &Images) -> String {
     let job = cluster.client(
         Some(TEST_USER),
         &[],
@@ -531,13 +528,22 @@ fn a_cancelled_step_leaves_nothing_mounted() {
     job.assert_ok();
     let id = job.stdout.trim().to_string();
     let start = Instant::now();
-    while mounts_under_run_dir(&cluster).is_empty() {
+    while mounts_under_run_dir(cluster).is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "the job never mounted its image"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    id
+}
+
+#[test]
+fn a_cancelled_step_leaves_nothing_mounted() {
+    let Some((cluster, images)) = ready() else {
+        return;
+    };
+    let id = sleeping_container_job(&cluster, &images);
     cluster.client(None, &[], &["scancel", &id]).assert_ok();
     wait_clean(&cluster, &images);
 }
@@ -584,29 +590,7 @@ fn a_mount_left_by_a_crashed_slurmstepd_is_reaped_by_the_next_step() {
     let Some((cluster, images)) = ready() else {
         return;
     };
-    let job = cluster.client(
-        Some(TEST_USER),
-        &[],
-        &[
-            "sbatch",
-            "--parsable",
-            "-o",
-            "/dev/null",
-            &container(&images.path("bb.sif")),
-            "--wrap",
-            "sleep 300",
-        ],
-    );
-    job.assert_ok();
-    let id = job.stdout.trim().to_string();
-    let start = Instant::now();
-    while mounts_under_run_dir(&cluster).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the job never mounted its image"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let id = sleeping_container_job(&cluster, &images);
     // Crash the job's slurmstepd (SIGKILL: no exit hook runs).
     for pid in stepd_pids(&id) {
         // SAFETY: kill(2) of a slurmstepd this test's job started.
