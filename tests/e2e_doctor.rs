@@ -7,31 +7,34 @@
 //! and /etc, and, through the chroot's /proc, /sys and cgroup mounts, the same
 //! processes, topology and cpuset hierarchy as slurmstepd.
 //!
-//! Scenarios (each one sets itself up and leaves the cluster for the next test
-//! to restart): no conflict; slurmd in an external cpuset {0} with a step on
-//! CPUs 0-1 (partial overlap) and with a job on CPU 1 only (disjoint, via
-//! `--job`); the same under cpuset_policy=strict; slurmd with a narrowed
-//! affinity; a real cgrulesengd with a rule for user berthrule (on 24.11 the
-//! host's rules, socket and user are made visible in the chroot, as they would
-//! be on a real node); a broken plugstack.conf line.
+//! Scenarios (each one sets itself up with `tests/support/scenarios.rs` and
+//! leaves the cluster for the next test to restart): no conflict; slurmd in an
+//! external cpuset {0} with a step on CPUs 0-1 (partial overlap) and with a job
+//! on CPU 1 only (disjoint, via `--job`); the same under cpuset_policy=strict;
+//! slurmd started under taskset on CPU 0; a real cgrulesengd with a rule for
+//! user berthrule (on 24.11 its rules and socket are also put in the chroot, as
+//! they would be on a real node); a broken plugstack.conf line.
 
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::scenarios::{external_name, Cgrulesengd, ExternalCpuset, Rule, RULE_UID, RULE_USER};
 use support::{Cluster, Run, Setup};
 
-/// The external cpuset these tests start slurmd in (CPU 0, memory node 0).
-const EXT_CPUSET: &str = "berth-doctor-ext";
-/// cgrulesengd's destination for berthrule (CPU 0, memory node 0).
-const RULE_CPUSET: &str = "berth-doctor-users";
-const RULE_USER: &str = "berthrule";
-const RULE_UID: u32 = 5002;
-const CGROUP_CPUSET: &str = "/sys/fs/cgroup/cpuset";
+/// The external cpuset of a test (CPU 0, memory node 0), for slurmd or a rule.
+fn external_cpuset(cluster: &Cluster, what: &str) -> ExternalCpuset {
+    ExternalCpuset::create(&external_name(cluster, &format!("doctor-{what}")), "0", "0")
+}
+
+/// Restarts slurmd outside the external cpuset, so that the cpuset can be removed.
+fn leave_the_cpuset(cluster: &Cluster) {
+    cluster.ensure(&Setup::default());
+}
 
 /// `berth doctor --json ARGS` run as on the cluster's node; its exit code and JSON.
 fn doctor(cluster: &Cluster, args: &[&str]) -> (Run, Value) {
@@ -65,17 +68,6 @@ fn doctor(cluster: &Cluster, args: &[&str]) -> (Run, Value) {
     let json = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("berth doctor printed no JSON ({e}):\n{run}"));
     (run, json)
-}
-
-/// A cpuset cgroup at the top of the v1 hierarchy holding CPU 0 and memory node
-/// 0; left in place (slurmd may still be inside; the next `up` moves it out).
-fn make_cpuset(name: &str) {
-    let dir = Path::new(CGROUP_CPUSET).join(name);
-    if !dir.is_dir() {
-        fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-    }
-    fs::write(dir.join("cpuset.cpus"), "0").expect("cpuset.cpus");
-    fs::write(dir.join("cpuset.mems"), "0").expect("cpuset.mems");
 }
 
 fn str_of<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -201,23 +193,23 @@ fn slurmd_in_an_external_cpuset_partial_overlap() {
     let Some(cluster) = support::cluster() else {
         return;
     };
-    make_cpuset(EXT_CPUSET);
+    let ext = external_cpuset(&cluster, "partial");
     cluster.ensure(
         &Setup::default()
             .task_plugin("affinity")
-            .slurmd_cpuset(EXT_CPUSET),
+            .slurmd_cpuset(ext.name()),
     );
     let (run, r) = doctor(&cluster, &["--user", support::TEST_USER, "--cores", "0-1"]);
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(r["status"], "reconciled");
     let slurmd_cpuset = r["constraints"]["slurmd_cpuset"].as_array().unwrap();
     let leaf = slurmd_cpuset.last().unwrap();
-    assert_eq!(leaf["group"]["path"], format!("/{EXT_CPUSET}"));
+    assert_eq!(leaf["group"]["path"], ext.path());
     assert_eq!(leaf["cpuset"]["effective_cpus"], "0");
     assert_eq!(str_of(&r, "/constraints/slurmd_affinity"), "0");
     let c = &r["dry_run"]["plan"]["conflicts"][0];
     assert_eq!(c["kind"], "cpuset");
-    assert_eq!(c["group"]["path"], format!("/{EXT_CPUSET}"));
+    assert_eq!(c["group"]["path"], ext.path());
     assert_eq!(c["missing_cpus"], "1");
     assert_eq!(str_of(&r, "/dry_run/without_berth/outcome"), "fails");
     assert!(str_of(&r, "/dry_run/without_berth/reason").contains("task_g_set_affinity"));
@@ -233,6 +225,7 @@ fn slurmd_in_an_external_cpuset_partial_overlap() {
     let mut cpus = cpus_of_tasks(&run);
     cpus.sort();
     assert_eq!(cpus, vec!["0", "1"], "{run}");
+    leave_the_cpuset(&cluster);
 }
 
 /// Two single-core batch jobs: one gets core 0 (inside the cpuset), the other
@@ -243,11 +236,11 @@ fn slurmd_in_an_external_cpuset_disjoint_job() {
     let Some(cluster) = support::cluster() else {
         return;
     };
-    make_cpuset(EXT_CPUSET);
+    let ext = external_cpuset(&cluster, "disjoint");
     cluster.ensure(
         &Setup::default()
             .task_plugin("affinity")
-            .slurmd_cpuset(EXT_CPUSET),
+            .slurmd_cpuset(ext.name()),
     );
     let mark = cluster.mark();
     let jobs: Vec<String> = (0..2)
@@ -314,6 +307,7 @@ fn slurmd_in_an_external_cpuset_disjoint_job() {
         "doctor's log lines for the job lack {logged:?}: {lines:#?}"
     );
     drop(cancel);
+    leave_the_cpuset(&cluster);
 }
 
 /// Cancels jobs when dropped (also when an assertion failed) and waits until
@@ -345,11 +339,11 @@ fn strict_policy_with_a_conflict_fails_with_the_cause_on_srun() {
     let Some(cluster) = support::cluster() else {
         return;
     };
-    make_cpuset(EXT_CPUSET);
+    let ext = external_cpuset(&cluster, "strict");
     cluster.ensure(
         &Setup::default()
             .task_plugin("affinity")
-            .slurmd_cpuset(EXT_CPUSET)
+            .slurmd_cpuset(ext.name())
             .plugstack_args("log_hooks=yes cpuset_policy=strict"),
     );
     let (run, r) = doctor(&cluster, &["--user", support::TEST_USER, "--cores", "0-1"]);
@@ -373,17 +367,17 @@ fn strict_policy_with_a_conflict_fails_with_the_cause_on_srun() {
             .contains("cpuset_policy=strict: this node imposes a cpuset outside Slurm"),
         "srun's stderr lacks the cause:\n{run}"
     );
+    leave_the_cpuset(&cluster);
 }
 
-/// slurmd's threads narrowed to CPU 0 with taskset (no cpuset): berth resets
-/// the affinity; doctor predicts the line.
+/// slurmd started under `taskset -c 0` (no cpuset): berth resets the affinity;
+/// doctor predicts the line.
 #[test]
 fn slurmd_with_a_narrowed_affinity() {
     let Some(cluster) = support::cluster() else {
         return;
     };
-    cluster.ensure(&Setup::default().task_plugin("cgroup"));
-    let narrowed = NarrowedSlurmd::new(&cluster);
+    cluster.ensure(&Setup::default().task_plugin("cgroup").slurmd_affinity("0"));
     let (run, r) = doctor(&cluster, &["--user", support::TEST_USER, "--cores", "0-1"]);
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(str_of(&r, "/constraints/slurmd_affinity"), "0");
@@ -399,71 +393,30 @@ fn slurmd_with_a_narrowed_affinity() {
     run.assert_ok();
     // task/cgroup binds no task: each runs on the whole allocation, not on slurmd's CPU 0.
     assert_eq!(cpus_of_tasks(&run), vec!["0-1", "0-1"], "{run}");
-    drop(narrowed);
 }
 
-/// slurmd's affinity narrowed to CPU 0 (every thread), restored when dropped.
-struct NarrowedSlurmd {
-    pid: String,
-    all: String,
-}
-
-impl NarrowedSlurmd {
-    fn new(cluster: &Cluster) -> NarrowedSlurmd {
-        let node = &cluster.nodes()[0];
-        let pid_file = Path::new(&cluster.info()["dir"]).join(format!("pids/slurmd-{node}.pid"));
-        let pid = fs::read_to_string(&pid_file)
-            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
-            .trim()
-            .to_string();
-        let all = fs::read_to_string("/sys/devices/system/cpu/online")
-            .unwrap()
-            .trim()
-            .to_string();
-        taskset(&pid, "0");
-        NarrowedSlurmd { pid, all }
-    }
-}
-
-impl Drop for NarrowedSlurmd {
-    fn drop(&mut self) {
-        taskset(&self.pid, &self.all);
-    }
-}
-
-fn taskset(pid: &str, cpus: &str) {
-    let out = Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, pid])
-        .output()
-        .expect("taskset");
-    assert!(
-        out.status.success(),
-        "taskset -a -p -c {cpus} {pid}: {out:?}"
-    );
-}
-
-/// A real cgrulesengd with the rule `berthrule cpuset berth-doctor-users/`.
+/// A real cgrulesengd with the rule `berthrule cpuset <external cpuset>/`.
 #[test]
 fn a_cgrulesengd_rule_for_the_user() {
     let Some(cluster) = support::cluster() else {
         return;
     };
     cluster.ensure(&Setup::default());
-    make_cpuset(RULE_CPUSET);
-    let daemon = Cgred::start(&format!("{RULE_USER} cpuset {RULE_CPUSET}/\n"));
-    // 24.11's node is a chroot: give it the host's rules, socket and user (see NodeView).
-    let view = cluster.root().map(|root| NodeView::new(&root));
+    let ext = external_cpuset(&cluster, "rule");
+    // On 24.11 the daemon's rules and socket are also put in the chroot.
+    let daemon = Cgrulesengd::start(&[Rule::cpuset(RULE_USER, &ext)], cluster.root().as_deref());
+    let daemon_pid = daemon.pid().expect("cgrulesengd runs");
     let (run, r) = doctor(&cluster, &["--user", RULE_USER, "--cores", "0-1"]);
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(r["dry_run"]["user"]["uid"], RULE_UID);
     assert!(r["constraints"]["cgrules"]["daemon_pids"]
         .as_array()
         .unwrap()
-        .contains(&Value::from(daemon.pid())));
+        .contains(&Value::from(daemon_pid)));
     assert_eq!(r["constraints"]["cgrules"]["rules"][0]["user"], RULE_USER);
     assert_eq!(conflict_kinds(&r), vec!["rule"]);
     let c = &r["dry_run"]["plan"]["conflicts"][0];
-    assert_eq!(c["group"]["path"], format!("/{RULE_CPUSET}"));
+    assert_eq!(c["group"]["path"], ext.path());
     assert_eq!(c["line"], 1);
     assert_eq!(c["missing_cpus"], "1");
     assert_eq!(str_of(&r, "/dry_run/without_berth/outcome"), "wrong_cpus");
@@ -476,135 +429,10 @@ fn a_cgrulesengd_rule_for_the_user() {
     let (run, _) = step_and_log(&cluster, RULE_USER, SHOW_PLACEMENT, &expected);
     run.assert_ok();
     for task in support::parse_task_views(&run.stdout) {
-        assert_ne!(task.cgroup("cpuset"), format!("/{RULE_CPUSET}"), "{run}");
+        assert_ne!(task.cgroup("cpuset"), ext.path(), "{run}");
     }
     let mut cpus = cpus_of_tasks(&run);
     cpus.sort();
     assert_eq!(cpus, vec!["0", "1"], "{run}");
-    drop(view);
-    drop(daemon);
-}
-
-const CGRED_SOCKET: &str = "/run/cgred.socket";
-const CGRULES: &str = "/etc/cgrules.conf";
-
-/// A cgrulesengd of this test with its rules; on drop: stopped (by its pid),
-/// its socket removed, /etc/cgrules.conf restored.
-struct Cgred {
-    child: Child,
-    saved_rules: Option<String>,
-}
-
-impl Cgred {
-    fn start(rules: &str) -> Cgred {
-        wait_for_no_other_cgrulesengd();
-        // cgrulesengd (libcgroup 2.0.2) exits without these.
-        fs::create_dir_all("/etc/cgconfig.d").unwrap();
-        if !Path::new("/etc/cgconfig.conf").exists() {
-            fs::write("/etc/cgconfig.conf", "").unwrap();
-        }
-        let saved_rules = fs::read_to_string(CGRULES).ok();
-        fs::write(CGRULES, rules).unwrap();
-        let _ = fs::remove_file(CGRED_SOCKET); // a stale one left by a dead daemon
-        let child = Command::new("cgrulesengd")
-            .args(["-n", "-f", "/tmp/berth-doctor-cgrulesengd.log"])
-            .spawn()
-            .expect("start cgrulesengd");
-        let start = Instant::now();
-        while !Path::new(CGRED_SOCKET).exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "cgrulesengd made no socket in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Cgred { child, saved_rules }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Cgred {
-    fn drop(&mut self) {
-        // SAFETY: signals the daemon this test started, by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let _ = fs::remove_file(CGRED_SOCKET);
-        match &self.saved_rules {
-            Some(text) => fs::write(CGRULES, text).unwrap(),
-            None => {
-                let _ = fs::remove_file(CGRULES);
-            }
-        }
-    }
-}
-
-/// What the 24.11 chroot needs to see of the host's cgrulesengd: the same
-/// /etc/cgrules.conf, the daemon's socket (bind-mounted), and the rule's user
-/// with the same uid. The chroot's overlay is made afresh by every `up`; the
-/// bind mount is undone when dropped.
-struct NodeView {
-    socket: PathBuf,
-}
-
-impl NodeView {
-    fn new(root: &Path) -> NodeView {
-        fs::copy(CGRULES, root.join("etc/cgrules.conf"))
-            .expect("copy cgrules.conf into the chroot");
-        let has_user = Command::new("chroot")
-            .arg(root)
-            .args(["getent", "passwd", RULE_USER])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_user {
-            let uid = RULE_UID.to_string();
-            let out = Command::new("chroot")
-                .arg(root)
-                .args([
-                    "useradd", "-u", &uid, "-U", "-M", "-s", "/bin/sh", RULE_USER,
-                ])
-                .output()
-                .expect("useradd in the chroot");
-            assert!(
-                out.status.success(),
-                "useradd {RULE_USER} in the chroot: {out:?}"
-            );
-        }
-        let socket = root.join(CGRED_SOCKET.trim_start_matches('/'));
-        fs::write(&socket, "").expect("mount point for the socket");
-        let out = Command::new("mount")
-            .args(["--bind", CGRED_SOCKET])
-            .arg(&socket)
-            .output()
-            .expect("mount --bind the socket");
-        assert!(out.status.success(), "bind-mount {CGRED_SOCKET}: {out:?}");
-        NodeView { socket }
-    }
-}
-
-impl Drop for NodeView {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.socket).status();
-        let _ = fs::remove_file(&self.socket);
-    }
-}
-
-/// Only one cgrulesengd can own /run/cgred.socket: wait (up to 5 min) while
-/// another one (another engineer's test) runs.
-fn wait_for_no_other_cgrulesengd() {
-    let start = Instant::now();
-    loop {
-        let others = berth::doctor::constraints::pids_named("cgrulesengd");
-        if others.is_empty() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "another cgrulesengd (pids {others:?}) has run for 5 minutes; this test needs its own"
-        );
-        eprintln!("waiting for cgrulesengd {others:?} (someone else's) to end");
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    daemon.stop();
 }

@@ -27,7 +27,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::scenarios::{Cgrulesengd, ExternalCpuset, Rule, RULE_UID, RULE_USER};
+use support::scenarios::{
+    self, external_name, Cgrulesengd, ExternalCpuset, Rule, RULE_UID, RULE_USER,
+};
 use support::{cluster, hook_lines, parse_task_views, Cluster, Run, Setup, TaskView, Version};
 use support::{TEST_UID, TEST_USER};
 
@@ -174,17 +176,6 @@ fn registry_holders(c: &Cluster) -> usize {
     pids.sort_unstable();
     pids.dedup();
     pids.len()
-}
-
-/// The external cpuset of a scenario: (a) and (d) share one (slurmd is in it), (b) has
-/// its own; names carry the instance so that concurrent instances never share one.
-fn external_name(c: &Cluster, what: &str) -> String {
-    let inst: String = c
-        .instance()
-        .chars()
-        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
-        .collect();
-    format!("berth-ext-{inst}-{what}")
 }
 
 /// One task's view, plus what the task printed about the weight and the external cpuset.
@@ -745,5 +736,74 @@ fn srun_verbose_shows_the_decision_line() {
         }
         assert_eq!(run.lines(), ["0"], "the task saw a BERTH_ variable:\n{run}");
     }
+    c.ensure(&Setup::default());
+}
+
+/// A task moved into the external cpuset after Slurm placed it (as a late move by
+/// cgrulesengd would; here the test's task mover, see `scenarios::TaskMover`) is put
+/// back by berth in task_post_fork where Slurm had put it: the cgroup Slurm's own
+/// placement gives the same step without the mover (`.../step_0/task_0` on Slurm
+/// >= 24.11.3, `.../step_0` before), never slurmstepd's group instead of the task's.
+#[test]
+fn a_task_moved_after_slurm_placed_it_goes_back_to_its_own_cgroup() {
+    let Some(c) = cluster() else { return };
+    let ext = ExternalCpuset::create(&external_name(&c, "moved"), EXTERNAL_CPUS, "0");
+    c.ensure(
+        &Setup::default()
+            .task_plugin("cgroup")
+            .plugstack_args(&plugstack_args(&c, Policy::Shares))
+            .slurmd_cpuset(ext.name()),
+    );
+    // Where Slurm puts the task of such a step, with its job id left out.
+    let without_job = |path: &str| -> String {
+        path.split('/')
+            .map(|part| {
+                if part.starts_with("job_") {
+                    "job_J"
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let (run, tasks) = c.tasks(Some(TEST_USER), &["-n1"]);
+    run.assert_ok();
+    assert_eq!(tasks.len(), 1, "{run}");
+    let slurms = without_job(tasks[0].cgroup("cpuset"));
+    assert!(slurms.contains("/step_0"), "{run}");
+    if c.version() == Version::V24_11 {
+        // Debian 13's 24.11.5: task/cgroup gives each task its own cpuset group.
+        assert!(slurms.ends_with("/step_0/task_0"), "{run}");
+    }
+
+    let mover = scenarios::TaskMover::install(&c, &ext);
+    let mark = c.mark();
+    let (run, tasks) = c.tasks(Some(TEST_USER), &["-n1"]);
+    drop(mover);
+    run.assert_ok();
+    let log = c.wait_for_log(&mark, Duration::from_secs(15), "berth's repair", |t| {
+        t.contains("repaired before release: task pid ")
+    });
+    assert!(
+        log.contains("berth_test_task_mover: moved task "),
+        "the mover did not run:\n{log}"
+    );
+    assert_eq!(tasks.len(), 1, "{run}");
+    let task = &tasks[0];
+    assert_eq!(without_job(task.cgroup("cpuset")), slurms, "{run}\n{log}");
+    assert_eq!(task.cpus_allowed, "0", "{run}");
+    let repair = log
+        .lines()
+        .find(|l| l.contains("repaired before release: "))
+        .unwrap();
+    assert!(
+        repair.contains(&format!(
+            "was in cpuset:{}: moved to cpuset:{}",
+            ext.path(),
+            task.cgroup("cpuset")
+        )),
+        "{repair}"
+    );
     c.ensure(&Setup::default());
 }

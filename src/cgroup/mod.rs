@@ -385,6 +385,11 @@ impl Cgroups {
         self.mounts.dir(group).is_ok_and(|d| d.is_dir())
     }
 
+    /// Whether a group exists and holds no process.
+    pub fn is_vacant(&self, group: &Group) -> bool {
+        self.exists(group) && self.processes(group).is_ok_and(|p| p.is_empty())
+    }
+
     /// A group's cpuset. On v2 a group without the cpuset controller shows
     /// its nearest ancestor's effective sets.
     pub fn cpuset(&self, group: &Group) -> Result<CpusetState, CgroupError> {

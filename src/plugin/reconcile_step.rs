@@ -8,8 +8,9 @@
 //! - user_init (ruid 0, euid user, before the fork): register threads created
 //!   since init (the IO thread), undo a move cgrulesengd already made; a
 //!   strict refusal fails the step here, where the message reaches srun;
-//! - task_post_fork (parent, root, after binding, before release): verify and
-//!   repair the task's cpuset and affinity;
+//! - task_post_fork (parent, root, after Slurm placed and bound the task, before
+//!   release): verify and repair the task's cpuset (back to the group Slurm put it
+//!   in, its own `task_K` group on 24.11.3+) and affinity;
 //! - exit: undo (also after scancel, which ends the step normally).
 
 use std::time::Instant;
@@ -203,11 +204,14 @@ fn task_post_fork(
     if state.applied.is_none() {
         return Ok(());
     }
-    let task_pid = spank.task_pid()?;
+    let task = apply::Task {
+        pid: spank.task_pid()?,
+        global_id: spank.task_global_id().ok(),
+    };
     let cgroups = Cgroups::new(sources.mounts.clone());
     let registry = Registry::new(&config.run_dir);
     let t = target(&cgroups, &registry, sources);
-    if let Some(repair) = apply::verify_task(&t, plan, task_pid).map_err(ReconcileError::from)? {
+    if let Some(repair) = apply::verify_task(&t, plan, task).map_err(ReconcileError::from)? {
         log::info!("repaired before release: {repair}");
     }
     Ok(())

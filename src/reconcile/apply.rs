@@ -186,20 +186,58 @@ pub fn protect_new_threads(
     }
 }
 
-/// In task_post_fork (parent, root, after Slurm bound the task and before it
-/// is released): a task found in a forbidden group goes back to
-/// slurmstepd's group; an affinity outside the allocation is clipped to it.
-pub fn verify_task(
-    t: &Target<'_>,
-    plan: &Plan,
-    task_pid: i32,
-) -> Result<Option<String>, ApplyError> {
+/// A task as task_post_fork sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    pub pid: i32,
+    /// Slurm's global task id (S_TASK_GLOBAL_ID), if Slurm gave it.
+    pub global_id: Option<u32>,
+}
+
+/// Where a task found in a forbidden cpuset goes back to: the group Slurm put it in.
+///
+/// With task/cgroup (cgroup v1), Slurm up to 24.11.2 puts each task in the step's
+/// group, where slurmstepd itself is (`.../step_S`); from 24.11.3 on, in a group of
+/// its own below it, `.../step_S/task_<id>`, which it makes and moves the task into
+/// in `task_g_pre_launch_priv`, before SPANK's task_post_fork (Slurm's
+/// `_handle_task_cgroup`). With task/affinity alone the task stays in slurmstepd's
+/// group, which is not a step group.
+///
+/// `<id>` is the global task id plus a heterogeneous step's task offset, which SPANK
+/// does not give; so the task's own group is taken only if it is vacant (`vacant`:
+/// exists and holds no process): a `task_<global id>` that holds a process is an
+/// earlier task's (tasks are placed in order), and the task then goes to the step's
+/// group, as on Slurm before 24.11.3.
+pub fn task_home(
+    stepd_group: &Group,
+    global_id: Option<u32>,
+    vacant: impl Fn(&Group) -> bool,
+) -> Group {
+    let in_step_group = stepd_group
+        .path
+        .rsplit('/')
+        .next()
+        .is_some_and(|leaf| leaf.starts_with("step_"));
+    global_id
+        .filter(|_| in_step_group)
+        .map(|id| stepd_group.child(&format!("task_{id}")))
+        .filter(|g| vacant(g))
+        .unwrap_or_else(|| stepd_group.clone())
+}
+
+/// In task_post_fork (parent, root, after Slurm placed and bound the task and
+/// before it is released): a task found in a forbidden group goes back to the
+/// group Slurm put it in (see [`task_home`]); an affinity outside the allocation
+/// is clipped to it.
+pub fn verify_task(t: &Target<'_>, plan: &Plan, task: Task) -> Result<Option<String>, ApplyError> {
+    let task_pid = task.pid;
     let mut repairs = Vec::new();
     let mounts = &t.cgroups.mounts;
     let task_group = Membership::of_pid(task_pid)?.cpuset_group(mounts);
     if let Some(g) = task_group.filter(|g| plan.forbidden.contains(g)) {
         let stepd_group = Membership::of_pid(t.pid)?.cpuset_group(mounts);
-        if let Some(home) = stepd_group.filter(|h| !plan.forbidden.contains(h)) {
+        if let Some(stepd_group) = stepd_group.filter(|h| !plan.forbidden.contains(h)) {
+            let home = task_home(&stepd_group, task.global_id, |g| t.cgroups.is_vacant(g));
             t.cgroups.move_process(&home, task_pid)?;
             repairs.push(format!("task pid {task_pid} was in {g}: moved to {home}"));
         }
@@ -255,5 +293,81 @@ pub fn undo(t: &Target<'_>, applied: &Applied) {
         if let Err(e) = cgred::request(&t.cgred_socket, tid, Request::Remove) {
             log::debug!("{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::testfs;
+    use crate::cgroup::Hierarchy;
+
+    const STEP: &str = "/slurm_n1/uid_1000/job_5/step_0";
+
+    fn cpuset(path: &str) -> Group {
+        Group::new(Hierarchy::CpusetV1, path)
+    }
+
+    /// A v1 tree with Slurm's step group; `tasks`: its per-task groups (name, pids).
+    fn tree(tasks: &[(&str, &str)]) -> (tempfile::TempDir, Cgroups) {
+        let dir = tempfile::tempdir().unwrap();
+        let mounts = testfs::v1_mounts(dir.path());
+        testfs::v1_cpuset(&mounts, STEP, "0-1", "0");
+        for (name, pids) in tasks {
+            let path = format!("{STEP}/{name}");
+            testfs::v1_cpuset(&mounts, &path, "0-1", "0");
+            let procs = mounts.dir(&cpuset(&path)).unwrap().join("cgroup.procs");
+            std::fs::write(procs, pids).unwrap();
+        }
+        (dir, Cgroups::new(mounts))
+    }
+
+    fn home(cg: &Cgroups, stepd: &str, id: Option<u32>) -> Group {
+        task_home(&cpuset(stepd), id, |g| cg.is_vacant(g))
+    }
+
+    #[test]
+    fn a_task_goes_back_to_its_own_group_when_slurm_made_one() {
+        // Slurm >= 24.11.3: task 1's group made, task 0 already in its own.
+        let (_dir, cg) = tree(&[("task_0", "100\n"), ("task_1", "")]);
+        assert_eq!(home(&cg, STEP, Some(1)), cpuset(&format!("{STEP}/task_1")));
+    }
+
+    #[test]
+    fn a_task_goes_back_to_the_step_group_when_slurm_made_none() {
+        // Slurm 22.05 .. 24.11.2: tasks live in the step group, with slurmstepd.
+        let (_dir, cg) = tree(&[]);
+        assert_eq!(home(&cg, STEP, Some(0)), cpuset(STEP));
+        assert_eq!(home(&cg, STEP, None), cpuset(STEP));
+    }
+
+    #[test]
+    fn another_tasks_group_is_not_taken() {
+        // A heterogeneous step with task offset 1: task 1's group holds task 0.
+        let (_dir, cg) = tree(&[("task_1", "100\n"), ("task_2", "")]);
+        assert_eq!(home(&cg, STEP, Some(1)), cpuset(STEP));
+    }
+
+    #[test]
+    fn outside_a_step_group_the_task_goes_to_slurmstepds_group() {
+        // task/affinity alone: slurmstepd in the root cpuset (moved there by berth);
+        // a vacant /task_0 there is not Slurm's.
+        let (_dir, cg) = tree(&[]);
+        let dir = cg.mounts.dir(&cpuset("/")).unwrap();
+        testfs::v1_cpuset(&cg.mounts, "/task_0", "0-1", "0");
+        assert!(dir.join("task_0").is_dir());
+        assert_eq!(home(&cg, "/", Some(0)), cpuset("/"));
+    }
+
+    #[test]
+    fn batch_and_extern_steps_are_step_groups_too() {
+        let (_dir, cg) = tree(&[]);
+        let batch = "/slurm_n1/uid_1000/job_5/step_batch";
+        testfs::v1_cpuset(&cg.mounts, batch, "0-1", "0");
+        testfs::v1_cpuset(&cg.mounts, &format!("{batch}/task_0"), "0-1", "0");
+        assert_eq!(
+            home(&cg, batch, Some(0)),
+            cpuset(&format!("{batch}/task_0"))
+        );
     }
 }

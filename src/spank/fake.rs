@@ -14,6 +14,7 @@ pub struct FakeSpank {
     pub step_id: StepId,
     pub local_task_count: u32,
     pub task_id: Option<u32>,
+    pub task_global_id: Option<u32>,
     pub task_pid: Option<i32>,
     pub task_exit_status: Option<i32>,
     pub job_alloc_cores: String,
@@ -40,6 +41,7 @@ impl FakeSpank {
             step_id: StepId::Normal(0),
             local_task_count: 2,
             task_id: None,
+            task_global_id: None,
             task_pid: None,
             task_exit_status: None,
             job_alloc_cores: "0-1".into(),
@@ -86,6 +88,10 @@ impl Spank for FakeSpank {
     }
     fn task_id(&self) -> SpankResult<u32> {
         self.task_id.ok_or_else(|| not_in_task("S_TASK_ID"))
+    }
+    fn task_global_id(&self) -> SpankResult<u32> {
+        self.task_global_id
+            .ok_or_else(|| not_in_task("S_TASK_GLOBAL_ID"))
     }
     fn task_pid(&self) -> SpankResult<i32> {
         self.task_pid.ok_or_else(|| not_in_task("S_TASK_PID"))

@@ -138,6 +138,10 @@ impl Spank for SpankHandle {
         self.item_i32(ffi::S_TASK_ID, "S_TASK_ID").map(|v| v as u32)
     }
 
+    fn task_global_id(&self) -> SpankResult<u32> {
+        self.item_u32(ffi::S_TASK_GLOBAL_ID, "S_TASK_GLOBAL_ID")
+    }
+
     fn task_pid(&self) -> SpankResult<i32> {
         self.item_i32(ffi::S_TASK_PID, "S_TASK_PID")
     }

@@ -143,6 +143,9 @@ pub trait Spank {
     fn local_task_count(&self) -> SpankResult<u32>;
     /// The task's local id (task hooks only).
     fn task_id(&self) -> SpankResult<u32>;
+    /// The task's global id, its rank in the step (task hooks only; without a
+    /// heterogeneous step's offset).
+    fn task_global_id(&self) -> SpankResult<u32>;
     /// The task's pid (task_post_fork and task_exit, in slurmstepd).
     fn task_pid(&self) -> SpankResult<i32>;
     fn task_exit_status(&self) -> SpankResult<i32>;

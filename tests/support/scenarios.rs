@@ -9,9 +9,13 @@
 //!   (the test user `berthtest` is shared by other engineers' tests); run the job as
 //!   `RULE_USER`.
 //! - slurmd under taskset: `Setup::slurmd_affinity("1")` (no object needed).
+//! - [`TaskMover::install`]: a small SPANK plugin listed before berth that moves every
+//!   task into an external cpuset in task_post_fork, after Slurm placed it and before
+//!   berth looks at it: what cgrulesengd does when its (asynchronous) move of a task
+//!   lands late, made deterministic.
 //!
 //! ```ignore
-//! let ext = ExternalCpuset::create("berth-ext-a", "1", "0");
+//! let ext = ExternalCpuset::create(&external_name(&cluster, "a"), "1", "0");
 //! cluster.ensure(&Setup::default().slurmd_cpuset(ext.name()));
 //! // ... or:
 //! let daemon = Cgrulesengd::start(&[Rule::cpuset(RULE_USER, &ext)], cluster.root().as_deref());
@@ -74,6 +78,17 @@ fn remove_cgroup(dir: &Path) -> io::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     last
+}
+
+/// A name for an external cpuset of this cluster instance, `berth-ext-<instance>-<what>`
+/// (instances of several engineers run side by side; each has its own cpusets).
+pub fn external_name(cluster: &super::Cluster, what: &str) -> String {
+    let inst: String = cluster
+        .instance()
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+        .collect();
+    format!("{EXTERNAL_PREFIX}{inst}-{what}")
 }
 
 /// A cpuset cgroup outside Slurm's tree, `/sys/fs/cgroup/cpuset/<name>`; removed on drop.
@@ -152,6 +167,107 @@ impl Drop for ExternalCpuset {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The task mover's source: in task_post_fork it writes the task's pid to the file
+/// named by its argument (a cgroup's `tasks`).
+const TASK_MOVER_C: &str = r#"/* Built by berth's tests (tests/support/scenarios.rs, TaskMover). */
+#include <stdio.h>
+#include <sys/types.h>
+#include <slurm/spank.h>
+
+SPANK_PLUGIN(berth_test_task_mover, 1);
+
+int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
+{
+	pid_t pid = 0;
+	FILE *f;
+
+	if (ac < 1 || spank_get_item(sp, S_TASK_PID, &pid) != ESPANK_SUCCESS)
+		return -1;
+	f = fopen(av[0], "w");
+	if (!f) {
+		slurm_error("berth_test_task_mover: cannot open %s", av[0]);
+		return -1;
+	}
+	fprintf(f, "%d\n", (int)pid);
+	if (fclose(f) != 0) {
+		slurm_error("berth_test_task_mover: cannot move task %d to %s", (int)pid, av[0]);
+		return -1;
+	}
+	slurm_info("berth_test_task_mover: moved task %d to %s", (int)pid, av[0]);
+	return 0;
+}
+"#;
+
+/// A SPANK plugin listed first in the instance's plugstack.conf (so its hooks run
+/// before berth's) that moves each task into `ext` in task_post_fork. Built with the
+/// node's Slurm headers into the instance's shared directory (the same path in the
+/// 24.11 chroot); plugstack.conf is restored on drop (slurmstepd reads it per step).
+pub struct TaskMover {
+    plugstack_conf: PathBuf,
+    original: String,
+}
+
+impl TaskMover {
+    pub fn install(cluster: &super::Cluster, ext: &ExternalCpuset) -> TaskMover {
+        let shared = cluster.shared_dir();
+        let source = shared.join("berth-task-mover.c");
+        let library = shared.join("berth-task-mover.so");
+        write(&source, TASK_MOVER_C);
+        let include = cluster
+            .root()
+            .map_or_else(|| PathBuf::from("/usr/include"), |r| r.join("usr/include"));
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+            .arg(&library)
+            .arg("-I")
+            .arg(&include)
+            .arg(&source)
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plugstack_conf = PathBuf::from(&cluster.info()["plugstack_conf"]);
+        let original = fs::read_to_string(&plugstack_conf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", plugstack_conf.display()));
+        let line = format!(
+            "required {} {}\n",
+            library.display(),
+            ext.dir().join("tasks").display()
+        );
+        let mut text = String::new();
+        let mut added = false;
+        for l in original.lines() {
+            if !added && !l.trim_start().starts_with('#') && !l.trim().is_empty() {
+                text.push_str(&line);
+                added = true;
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        assert!(added, "{} has no plugin line", plugstack_conf.display());
+        write(&plugstack_conf, &text);
+        TaskMover {
+            plugstack_conf,
+            original,
+        }
+    }
+}
+
+impl Drop for TaskMover {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write(&self.plugstack_conf, &self.original) {
+            eprintln!(
+                "warning: cannot restore {}: {e}",
+                self.plugstack_conf.display()
+            );
         }
     }
 }
@@ -253,11 +369,15 @@ impl Cgrulesengd {
             }
         }
         let socket_was_there = Path::new(CGRED_SOCKET).exists();
-        let text: String = std::iter::once(
-            "# Written by berth's tests (tests/support/scenarios.rs).\n".to_string(),
-        )
-        .chain(rules.iter().map(Rule::line))
-        .collect();
+        // The rules first, so that rule i is on line i + 1 (as doctor and berth's
+        // log lines number them); the comment last.
+        let text: String = rules
+            .iter()
+            .map(Rule::line)
+            .chain(std::iter::once(
+                "# Written by berth's tests (tests/support/scenarios.rs).\n".to_string(),
+            ))
+            .collect();
         for r in &etc {
             write(&in_root(r, CGRULES_CONF), &text);
             if !in_root(r, CGCONFIG_CONF).exists() {
