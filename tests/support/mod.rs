@@ -692,17 +692,21 @@ fn unique() -> u128 {
 }
 
 /// An exclusive flock(2) on a file, released when dropped (or when the process dies).
-struct FileLock(fs::File);
+/// An exclusive flock held until dropped (creates the file and its directory).
+pub struct FileLock(fs::File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> FileLock {
+    pub fn acquire(path: &Path) -> FileLock {
+        if let Some(dir) = path.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        // SAFETY: flock on a descriptor this File owns.
+        // SAFETY: flock on a descriptor this File owns; released when it is closed.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(
             rc,

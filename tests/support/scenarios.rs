@@ -28,7 +28,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -337,7 +336,7 @@ pub struct Cgrulesengd {
     socket_was_there: bool,
     /// The socket bind-mounted into a chroot (see `start`).
     socket_mount: Option<PathBuf>,
-    _lock: fs::File,
+    _lock: super::FileLock,
 }
 
 impl Cgrulesengd {
@@ -357,7 +356,7 @@ impl Cgrulesengd {
                 "cgrules.conf rules in tests name only {RULE_USER}: {r:?}"
             );
         }
-        let lock = lock_file(Path::new(CGRED_LOCK));
+        let lock = super::FileLock::acquire(Path::new(CGRED_LOCK));
         wait_for_no_other_daemon();
         let mut etc = vec![Path::new("/").to_path_buf()];
         etc.extend(root.map(Path::to_path_buf));
@@ -551,26 +550,4 @@ fn wait_for_no_other_daemon() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn lock_file(path: &Path) -> fs::File {
-    if let Some(dir) = path.parent() {
-        let _ = fs::create_dir_all(dir);
-    }
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    // SAFETY: flock on a descriptor this File owns; released when it is closed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(
-        rc,
-        0,
-        "flock {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
-    file
 }
