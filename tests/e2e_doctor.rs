@@ -56,15 +56,7 @@ fn doctor(cluster: &Cluster, args: &[&str]) -> (Run, Value) {
     };
     cmd.args(["doctor", "--json", "--slurm-conf", &conf])
         .args(args);
-    let text = format!("{cmd:?}");
-    let out = cmd.output().expect("run berth doctor");
-    let run = Run {
-        cmd: text,
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("{run}");
+    let run = Run::of(&mut cmd);
     let json = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("berth doctor printed no JSON ({e}):\n{run}"));
     (run, json)

@@ -37,13 +37,7 @@ fn cstr(path: &Path) -> CString {
 /// Moves this thread into a new mount namespace where nothing propagates back.
 fn private_mount_namespace() -> io::Result<()> {
     sys::unshare_mount_ns()?;
-    sys::mount(
-        None,
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )
+    sys::make_mounts_private()
 }
 
 /// A loop device set up over `partition` of `image`, read-only and autoclear: it goes

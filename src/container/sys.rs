@@ -241,6 +241,18 @@ pub fn unshare_mount_ns() -> io::Result<()> {
     Ok(())
 }
 
+/// Makes every mount of the calling thread's namespace private, so nothing
+/// mounted here propagates back to the namespace it was copied from.
+pub fn make_mounts_private() -> io::Result<()> {
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+}
+
 /// Moves the calling thread into the mount namespace `ns`; its root and
 /// working directory become the namespace's root.
 pub fn enter_mount_ns(ns: BorrowedFd<'_>) -> io::Result<()> {

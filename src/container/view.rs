@@ -113,14 +113,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     let ns: OwnedFd = File::open("/proc/thread-self/ns/mnt")
         .map_err(setup("open the new mount namespace"))?
         .into();
-    sys::mount(
-        None,
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )
-    .map_err(setup("make the namespace's mounts private"))?;
+    sys::make_mounts_private().map_err(setup("make the namespace's mounts private"))?;
     t.done("unshare");
     let root = stage_overlay(spec)?;
     t.done("overlay");

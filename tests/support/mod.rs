@@ -143,6 +143,22 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to the end, prints what it did (shown when a test fails).
+    pub fn of(cmd: &mut Command) -> Run {
+        let text = format!("{cmd:?}");
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {text}: {e}"));
+        let run = Run {
+            cmd: text,
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("{run}");
+        run
+    }
+
     pub fn ok(&self) -> bool {
         self.code == Some(0)
     }
@@ -414,7 +430,7 @@ impl Cluster {
     /// and srun read plugstack.conf per step on 22.05 and 24.11); slurmd keeps its
     /// own until `restart`.
     pub fn set_plugstack_args(&self, args: &str) {
-        let run = self.command(
+        let run = Run::of(
             Command::new(self.script("set-plugstack"))
                 .args(["--instance", &self.instance])
                 .arg(args),
@@ -458,30 +474,15 @@ impl Cluster {
                 cmd.args(["--plugin", &plugin]);
             }
         }
-        let run = self.command(&mut cmd);
+        let run = Run::of(&mut cmd);
         assert!(run.ok(), "test-cluster/up failed:\n{run}");
-    }
-
-    fn command(&self, cmd: &mut Command) -> Run {
-        let text = format!("{cmd:?}");
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {text}: {e}"));
-        let run = Run {
-            cmd: text,
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        eprintln!("{run}");
-        run
     }
 
     /// Any Slurm client command, as root (`user` None) or another user, with extra
     /// environment variables, killed after CLIENT_TIMEOUT_SECS.
     pub fn client(&self, user: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut cmd = self.client_command(user, env, args);
-        self.command(&mut cmd)
+        Run::of(&mut cmd)
     }
 
     /// The command `client` runs, not started: for a step that runs in the background

@@ -16,38 +16,32 @@ pub fn is_zero(sec: i64) -> bool {
     i128::from(sec) == -UNIX_TO_INTERNAL
 }
 
-/// `time.Unix(sec, 0).UTC().String()`.
-pub fn format_utc(sec: i64) -> String {
+/// Year (as Go prints it), month, day, hour, minute and second of Unix time `sec`, in UTC.
+fn utc_fields(sec: i64) -> (String, i128, i128, i128, i128, i128) {
     let unix = i128::from(sec);
     let days = unix.div_euclid(SECONDS_PER_DAY);
     let secs = unix.rem_euclid(SECONDS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+    (
         go_year(year),
         month,
         day,
         secs / 3600,
         secs / 60 % 60,
-        secs % 60
+        secs % 60,
     )
+}
+
+/// `time.Unix(sec, 0).UTC().String()`.
+pub fn format_utc(sec: i64) -> String {
+    let (y, mo, d, h, mi, s) = utc_fields(sec);
+    format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339 in UTC), for labels.
 pub fn format_rfc3339(sec: i64) -> String {
-    let unix = i128::from(sec);
-    let days = unix.div_euclid(SECONDS_PER_DAY);
-    let secs = unix.rem_euclid(SECONDS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        go_year(year),
-        month,
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let (y, mo, d, h, mi, s) = utc_fields(sec);
+    format!("{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 /// The year as Go's `appendInt(year, 4)` writes it.
