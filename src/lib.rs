@@ -12,6 +12,7 @@ pub mod config;
 pub mod container;
 pub mod cpuset;
 pub mod doctor;
+pub mod nss;
 pub mod options;
 pub mod reconcile;
 pub mod sif;

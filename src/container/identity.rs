@@ -2,7 +2,7 @@
 //! merged into the image's own /etc/passwd and /etc/group so `id`, `whoami`
 //! and `ls -l` resolve names.
 
-use std::ffi::CStr;
+use crate::nss;
 use std::io;
 
 /// A passwd entry of the host.
@@ -100,7 +100,7 @@ pub fn lookup(uid: u32, gid: u32, supplementary: &[u32]) -> io::Result<Identity>
         .into_iter()
         .map(|g| {
             Ok(Group {
-                name: lookup_group_name(g)?.unwrap_or_else(|| format!("group{g}")),
+                name: nss::group_name(g)?.unwrap_or_else(|| format!("group{g}")),
                 gid: g,
             })
         })
@@ -108,79 +108,21 @@ pub fn lookup(uid: u32, gid: u32, supplementary: &[u32]) -> io::Result<Identity>
     Ok(Identity { user, groups })
 }
 
-fn text(p: *const libc::c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: NSS returned a NUL-terminated string inside our buffer.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
 fn lookup_user(uid: u32) -> io::Result<User> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: an all-zero passwd is a valid value to be filled in.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: getpwuid_r writes into pw and buf (of the length given).
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        if result.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("uid {uid} has no passwd entry on this node"),
-            ));
-        }
-        return Ok(User {
-            name: text(pw.pw_name),
-            uid: pw.pw_uid,
-            gid: pw.pw_gid,
-            gecos: text(pw.pw_gecos).replace(':', " "),
-            home: text(pw.pw_dir),
-            shell: text(pw.pw_shell),
-        });
-    }
-}
-
-fn lookup_group_name(gid: u32) -> io::Result<Option<String>> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: an all-zero group is a valid value to be filled in.
-        let mut gr: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: getgrgid_r writes into gr and buf (of the length given).
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                &mut gr,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < (1 << 22) {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        return Ok((!result.is_null()).then(|| text(gr.gr_name)));
-    }
+    let pw = nss::user_by_uid(uid)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("uid {uid} has no passwd entry on this node"),
+        )
+    })?;
+    Ok(User {
+        name: pw.name,
+        uid: pw.uid,
+        gid: pw.gid,
+        gecos: pw.gecos.replace(':', " "),
+        home: pw.home,
+        shell: pw.shell,
+    })
 }
 
 #[cfg(test)]

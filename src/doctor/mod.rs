@@ -186,25 +186,11 @@ fn identity(req: &Request, job: Option<&JobInfo>) -> Result<Identity, DoctorErro
 
 /// uid and primary gid of a user name (or of a numeric uid).
 fn passwd_ids(name: &str) -> Option<(u32, u32)> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: getpwnam_r/getpwuid_r fill `pwd` with pointers into `buf`,
-    // which outlives their use here; `result` is checked before use.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result = std::ptr::null_mut();
-        let rc = match name.parse::<u32>() {
-            Ok(uid) => libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result),
-            Err(_) => libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            ),
-        };
-        (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
-    }
+    let entry = match name.parse::<u32>() {
+        Ok(uid) => crate::nss::user_by_uid(uid),
+        Err(_) => crate::nss::user_by_name(name),
+    };
+    entry.ok().flatten().map(|pw| (pw.uid, pw.gid))
 }
 
 /// plugstack.conf problems Slurm or berth would trip over.

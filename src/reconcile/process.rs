@@ -97,10 +97,18 @@ impl Drop for RootGuard {
 
 /// The user's name, primary group name and all group names (for cgrules).
 pub fn identity(uid: u32, gid: u32) -> crate::cgroup::rules::Identity {
-    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
-    let group = group_name(gid).unwrap_or_else(|| gid.to_string());
+    let user = crate::nss::user_by_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |pw| pw.name);
+    let group = group_name(gid);
     let mut groups = vec![group.clone()];
-    groups.extend(supplementary_group_names(&user, gid));
+    groups.extend(
+        crate::nss::group_list(&user, gid)
+            .into_iter()
+            .filter(|&g| g != gid)
+            .map(group_name),
+    );
     crate::cgroup::rules::Identity {
         uid,
         user,
@@ -110,57 +118,11 @@ pub fn identity(uid: u32, gid: u32) -> crate::cgroup::rules::Identity {
     }
 }
 
-fn user_name(uid: u32) -> Option<String> {
-    // SAFETY: getpwuid_r with a caller-owned buffer.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) != 0
-            || out.is_null()
-        {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr(pwd.pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-}
-
-fn group_name(gid: u32) -> Option<String> {
-    // SAFETY: getgrgid_r with a caller-owned buffer.
-    unsafe {
-        let mut grp: libc::group = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 16384];
-        let mut out: *mut libc::group = std::ptr::null_mut();
-        if libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) != 0
-            || out.is_null()
-        {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr(grp.gr_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-}
-
-fn supplementary_group_names(user: &str, gid: u32) -> Vec<String> {
-    let Ok(cuser) = std::ffi::CString::new(user) else {
-        return Vec::new();
-    };
-    let mut groups = vec![0 as libc::gid_t; 256];
-    let mut n: libc::c_int = groups.len() as libc::c_int;
-    // SAFETY: the buffer holds n entries; getgrouplist writes at most n.
-    let rc = unsafe { libc::getgrouplist(cuser.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-    if rc < 0 {
-        return Vec::new();
-    }
-    groups.truncate(n.max(0) as usize);
-    groups.into_iter().filter_map(group_name).collect()
+fn group_name(gid: u32) -> String {
+    crate::nss::group_name(gid)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| gid.to_string())
 }
 
 #[cfg(test)]
