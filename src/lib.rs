@@ -14,6 +14,7 @@ pub mod cpuset;
 pub mod doctor;
 pub mod nss;
 pub mod options;
+pub mod privilege;
 pub mod reconcile;
 pub mod sif;
 pub mod spank;

@@ -8,7 +8,7 @@
 //! - [`env`]: the task's environment, as `apptainer exec` builds it;
 //! - [`view`]: the step's mount namespace (overlay, binds, pivot_root), and
 //!   entering it from a task;
-//! - [`privilege`]: restore-on-drop effective-id guards; [`sys`]: the raw calls.
+//! - [`sys`]: the raw calls (root is regained with `crate::privilege`).
 //!
 //! The hooks that drive these live in `plugin::container_step`.
 
@@ -17,7 +17,6 @@ pub mod cache;
 pub mod env;
 pub mod identity;
 pub mod image;
-pub mod privilege;
 pub mod sys;
 pub mod view;
 

@@ -339,25 +339,6 @@ pub const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 // ---- effective ids -----------------------------------------------------------
 
-/// seteuid(2) (glibc applies it to every thread of the process).
-pub fn seteuid(uid: u32) -> io::Result<()> {
-    // SAFETY: seteuid takes a plain id.
-    check(unsafe { libc::seteuid(uid) })?;
-    Ok(())
-}
-
-/// setegid(2) (every thread of the process).
-pub fn setegid(gid: u32) -> io::Result<()> {
-    // SAFETY: setegid takes a plain id.
-    check(unsafe { libc::setegid(gid) })?;
-    Ok(())
-}
-
-pub fn effective_ids() -> (u32, u32) {
-    // SAFETY: geteuid/getegid cannot fail.
-    unsafe { (libc::geteuid(), libc::getegid()) }
-}
-
 /// Writes all of `bytes` to `fd` (used for the one user-facing error line).
 pub fn write_all_raw(fd: RawFd, bytes: &[u8]) {
     let mut rest = bytes;

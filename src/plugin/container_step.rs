@@ -24,9 +24,9 @@ use crate::config::{Config, ConfigError};
 use crate::container::binds::{self, Bind};
 use crate::container::cache::{Cache, Holder, Lease, ViewLease};
 use crate::container::identity::{self, Identity};
-use crate::container::privilege::RootGuard;
 use crate::container::{env, image, sys, view, ContainerError};
 use crate::options::{self, UserOptions};
+use crate::privilege::RootGuard;
 use crate::spank::{self, Hook, Spank, StepId};
 
 /// What the container support keeps about the step between hooks.

@@ -180,7 +180,7 @@ fn user_init(config: &Config, state: &mut ReconcileState) -> Result<(), PluginEr
     let Some(applied) = state.applied.as_mut() else {
         return Ok(());
     };
-    let _root = process::RootGuard::acquire()
+    let _root = crate::privilege::RootGuard::regain()
         .map_err(|e| PluginError::Step(format!("cannot regain root: {e}")))?;
     let cgroups = Cgroups::new(sources.mounts.clone());
     let registry = Registry::new(&config.run_dir);

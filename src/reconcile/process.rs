@@ -63,38 +63,6 @@ pub fn is_alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
-/// Makes the effective uid 0 while it lives, restoring the previous one on
-/// drop (slurmstepd in user_init runs with ruid 0, euid = the user).
-pub struct RootGuard {
-    previous: libc::uid_t,
-}
-
-impl RootGuard {
-    pub fn acquire() -> io::Result<RootGuard> {
-        // SAFETY: plain syscalls.
-        let previous = unsafe { libc::geteuid() };
-        if previous != 0 && unsafe { libc::seteuid(0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(RootGuard { previous })
-    }
-}
-
-impl Drop for RootGuard {
-    fn drop(&mut self) {
-        if self.previous != 0 {
-            // SAFETY: returning to the euid we had; failure is logged.
-            if unsafe { libc::seteuid(self.previous) } != 0 {
-                log::error!(
-                    "cannot return to euid {}: {}",
-                    self.previous,
-                    io::Error::last_os_error()
-                );
-            }
-        }
-    }
-}
-
 /// The user's name, primary group name and all group names (for cgrules).
 pub fn identity(uid: u32, gid: u32) -> crate::cgroup::rules::Identity {
     let user = crate::nss::user_by_uid(uid)
