@@ -6,15 +6,7 @@ use crate::nss;
 use std::io;
 
 /// A passwd entry of the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub gecos: String,
-    pub home: String,
-    pub shell: String,
-}
+pub use crate::nss::Passwd as User;
 
 /// A group of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +22,17 @@ pub struct Identity {
     pub groups: Vec<Group>,
 }
 
-impl User {
-    fn line(&self) -> String {
-        format!(
-            "{}:x:{}:{}:{}:{}:{}",
-            self.name, self.uid, self.gid, self.gecos, self.home, self.shell
-        )
-    }
+/// The user's /etc/passwd line (a ':' in the GECOS field would break it).
+fn passwd_line(user: &User) -> String {
+    format!(
+        "{}:x:{}:{}:{}:{}:{}",
+        user.name,
+        user.uid,
+        user.gid,
+        user.gecos.replace(':', " "),
+        user.home,
+        user.shell
+    )
 }
 
 /// The image's passwd with the user's entry in place of any entry of the same
@@ -53,7 +49,7 @@ pub fn merged_passwd(image: &str, user: &User) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    out.push_str(&user.line());
+    out.push_str(&passwd_line(user));
     out.push('\n');
     out
 }
@@ -109,19 +105,11 @@ pub fn lookup(uid: u32, gid: u32, supplementary: &[u32]) -> io::Result<Identity>
 }
 
 fn lookup_user(uid: u32) -> io::Result<User> {
-    let pw = nss::user_by_uid(uid)?.ok_or_else(|| {
+    nss::user_by_uid(uid)?.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!("uid {uid} has no passwd entry on this node"),
         )
-    })?;
-    Ok(User {
-        name: pw.name,
-        uid: pw.uid,
-        gid: pw.gid,
-        gecos: pw.gecos.replace(':', " "),
-        home: pw.home,
-        shell: pw.shell,
     })
 }
 
@@ -167,6 +155,16 @@ mod tests {
         assert_eq!(
             merged_passwd("", &alice().user),
             "alice:x:5001:5001:Alice:/home/alice:/bin/bash\n"
+        );
+    }
+
+    #[test]
+    fn a_colon_in_the_gecos_field_cannot_add_passwd_fields() {
+        let mut user = alice().user;
+        user.gecos = "Alice:0:0".into();
+        assert_eq!(
+            merged_passwd("", &user),
+            "alice:x:5001:5001:Alice 0 0:/home/alice:/bin/bash\n"
         );
     }
 
