@@ -55,7 +55,7 @@ fn images(cluster: &Cluster) -> Images {
     let mut arm = BuildOptions::new();
     arm.arch = Some(Arch::from_name("arm64").unwrap());
     build::build(&rootfs, &dir.join("arm.sif"), &arm).unwrap();
-    let corpus = Path::new("/work/shared/sif-corpus");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sif");
     fs::copy(corpus.join("one-group.sif"), dir.join("one-group.sif")).unwrap();
     fs::copy(
         corpus.join("one-object-generic-json.sif"),

@@ -396,7 +396,8 @@ fn a_cgrulesengd_rule_for_the_user() {
     cluster.ensure(&Setup::default());
     let ext = external_cpuset(&cluster, "rule");
     // On 24.11 the daemon's rules and socket are also put in the chroot.
-    let daemon = Cgrulesengd::start(&[Rule::cpuset(RULE_USER, &ext)], cluster.root().as_deref());
+    let mut daemon =
+        Cgrulesengd::start(&[Rule::cpuset(RULE_USER, &ext)], cluster.root().as_deref());
     let daemon_pid = daemon.pid().expect("cgrulesengd runs");
     let (run, r) = doctor(&cluster, &["--user", RULE_USER, "--cores", "0-1"]);
     assert_eq!(run.code, Some(1), "{run}");
@@ -405,6 +406,7 @@ fn a_cgrulesengd_rule_for_the_user() {
         .as_array()
         .unwrap()
         .contains(&Value::from(daemon_pid)));
+    assert_eq!(r["constraints"]["cgrules"]["socket_state"], "listening");
     assert_eq!(r["constraints"]["cgrules"]["rules"][0]["user"], RULE_USER);
     assert_eq!(conflict_kinds(&r), vec!["rule"]);
     let c = &r["dry_run"]["plan"]["conflicts"][0];
@@ -426,5 +428,6 @@ fn a_cgrulesengd_rule_for_the_user() {
     let mut cpus = cpus_of_tasks(&run);
     cpus.sort();
     assert_eq!(cpus, vec!["0", "1"], "{run}");
+    daemon.assert_alive();
     daemon.stop();
 }

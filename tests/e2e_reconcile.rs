@@ -260,6 +260,8 @@ struct Cell<'a> {
     scenario: Scenario,
     /// The external cpuset ((a), (b), (d)).
     ext: Option<&'a ExternalCpuset>,
+    /// The live cgrulesengd of (b), checked after every step.
+    daemon: Option<&'a std::cell::RefCell<Cgrulesengd>>,
 }
 
 impl Cell<'_> {
@@ -468,6 +470,9 @@ impl Cell<'_> {
                 result = Err(format!("no decision line with {want:?} in slurmd's log"));
             }
         }
+        if let Some(Err(e)) = self.daemon.map(|d| d.borrow_mut().alive()) {
+            result = Err(e);
+        }
         if let Err(e) = self.check_cleanup() {
             result = Err(match result {
                 Ok(()) => format!("cleanup: {e}"),
@@ -570,13 +575,16 @@ fn matrix_for(plugin: &str) {
         let ext = ExternalCpuset::create(&external_name(&c, "rule"), EXTERNAL_CPUS, "0");
         c.ensure(&base);
         let daemon = Cgrulesengd::start(&[Rule::cpuset(RULE_USER, &ext)], c.root().as_deref());
+        let daemon = std::cell::RefCell::new(daemon);
         let cell = Cell {
             c: &c,
             plugin,
             scenario: Scenario::Cgrules,
             ext: Some(&ext),
+            daemon: Some(&daemon),
         };
         run_all_policies(&cell, &mut matrix);
+        let daemon = daemon.into_inner();
         eprintln!("cgrulesengd's log:\n{}", daemon.log());
         daemon.stop();
     }
@@ -591,6 +599,7 @@ fn matrix_for(plugin: &str) {
                 plugin,
                 scenario,
                 ext: Some(&ext),
+                daemon: None,
             };
             run_all_policies(&cell, &mut matrix);
         }
@@ -606,6 +615,7 @@ fn matrix_for(plugin: &str) {
             plugin,
             scenario: Scenario::Taskset,
             ext: None,
+            daemon: None,
         };
         run_all_policies(&cell, &mut matrix);
         c.ensure(&base);

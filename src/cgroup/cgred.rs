@@ -52,9 +52,51 @@ pub struct CgredError {
     pub error: io::Error,
 }
 
-/// Whether a daemon listens (without sending it a request).
-pub fn socket_present(socket: &Path) -> bool {
-    socket.exists()
+/// What is behind the socket path, found without connecting (a connection
+/// closed without a request kills libcgroup 2.0.2's daemon with SIGPIPE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketState {
+    /// No socket file: no daemon.
+    Absent,
+    /// A socket file nobody listens on: left over by a daemon that died.
+    Stale,
+    /// A process listens on it: the daemon runs.
+    Listening,
+}
+
+/// The state of the socket at `socket`, from the kernel's table of unix
+/// sockets (/proc/net/unix): listening means a socket in the listening state
+/// is bound to the same file (compared by device and inode, so a path seen
+/// through a bind mount or a symlink such as /var/run matches too).
+pub fn socket_state(socket: &Path) -> SocketState {
+    let Ok(meta) = std::fs::metadata(socket) else {
+        return SocketState::Absent;
+    };
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    if listening_paths(&table).any(|p| same_file(Path::new(p), &meta)) {
+        SocketState::Listening
+    } else {
+        SocketState::Stale
+    }
+}
+
+fn same_file(path: &Path, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+}
+
+/// The paths of listening sockets in a /proc/net/unix table
+/// (`Num RefCount Protocol Flags Type St Inode Path`; flag 0x10000 is
+/// __SO_ACCEPTCON, set by listen(2)).
+fn listening_paths(table: &str) -> impl Iterator<Item = &str> {
+    const ACCEPTCON: u32 = 0x10000;
+    table.lines().skip(1).filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
+        let path = fields.get(7)?;
+        (flags & ACCEPTCON != 0 && path.starts_with('/')).then_some(*path)
+    })
 }
 
 /// Sends one request and waits for the reply.
@@ -178,6 +220,30 @@ mod tests {
         assert_eq!(
             request(&path, 1, Request::Unchanged).unwrap(),
             Outcome::StaleSocket
+        );
+    }
+
+    #[test]
+    fn the_socket_state_is_read_without_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cgred.socket");
+        assert_eq!(socket_state(&path), SocketState::Absent);
+        let listener = UnixListener::bind(&path).unwrap();
+        assert_eq!(socket_state(&path), SocketState::Listening);
+        drop(listener);
+        assert_eq!(socket_state(&path), SocketState::Stale);
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_their_flags() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 23595 /var/run/cgred.socket\n\
+            0000000000000000: 00000002 00000000 00000000 0001 03 23596 /run/other.socket\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 23597 @abstract\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 23598\n";
+        assert_eq!(
+            listening_paths(table).collect::<Vec<_>>(),
+            vec!["/var/run/cgred.socket"]
         );
     }
 

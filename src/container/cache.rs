@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use super::env::Script;
 use super::sys;
+use crate::reconcile::process;
 
 /// Where a filesystem lies inside the image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +81,8 @@ pub struct Holder {
 impl Holder {
     pub fn current() -> io::Result<Holder> {
         let pid = std::process::id();
-        let start =
-            start_time(pid)?.ok_or_else(|| io::Error::other("cannot read /proc/self/stat"))?;
+        let start = process::start_time(pid as i32)
+            .ok_or_else(|| io::Error::other("cannot read /proc/self/stat"))?;
         Ok(Holder { pid, start })
     }
 
@@ -100,31 +101,8 @@ impl Holder {
     /// Whether the process still runs (a zombie, e.g. a killed slurmstepd
     /// nobody has waited for yet, does not).
     pub fn alive(&self) -> bool {
-        matches!(start_time(self.pid), Ok(Some(s)) if s == self.start)
+        i32::try_from(self.pid).is_ok_and(|pid| process::is_alive(pid, self.start))
     }
-}
-
-/// Field 22 of /proc/PID/stat; `None` when there is no such process.
-fn start_time(pid: u32) -> io::Result<Option<u64>> {
-    let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    Ok(parse_start_time(&stat))
-}
-
-/// Field 22 (start time) of a /proc/PID/stat line, `None` for a process
-/// that has exited (state Z or X: a zombie runs nothing any more).
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) may hold spaces and parentheses: skip past
-    // its last ')'. Field 3 (state) is then the first after it; 22 the 20th.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    if matches!(fields.next()?, "Z" | "X") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
 }
 
 /// A failure to mount an image; the text reaches the user.
@@ -543,14 +521,6 @@ mod tests {
             "a reused pid is not the holder"
         );
         assert_eq!(Holder::parse("x-1"), None);
-    }
-
-    #[test]
-    fn start_time_survives_odd_command_names() {
-        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
-        assert_eq!(parse_start_time(stat), Some(98765));
-        let zombie = "42 (slurmstepd) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
-        assert_eq!(parse_start_time(zombie), None, "a zombie holds nothing");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::cgroup::cgred::{self, SocketState};
 use crate::cgroup::rules::{self, Rule};
 use crate::cgroup::{Cgroups, CpusetState, Group, Hierarchy, Membership, Mounts};
 use crate::cpuset::CpuSet;
@@ -40,16 +41,10 @@ pub struct CgrulesView {
     pub rules: Vec<Rule>,
     pub error: Option<String>,
     pub socket: PathBuf,
-    pub socket_present: bool,
-    /// Running cgrulesengd processes (from /proc).
+    /// Absent, stale (left over by a dead daemon) or listening.
+    pub socket_state: SocketState,
+    /// Running cgrulesengd processes (from /proc; zombies do not run).
     pub daemon_pids: Vec<i32>,
-}
-
-impl CgrulesView {
-    /// The daemon runs (a socket alone may be left over by a dead daemon).
-    pub fn daemon_runs(&self) -> bool {
-        !self.daemon_pids.is_empty()
-    }
 }
 
 /// A systemd setting that bounds CPUs, and where it was found.
@@ -176,7 +171,7 @@ fn cgrules(sources: &Sources) -> CgrulesView {
         rules,
         error,
         socket: sources.cgred_socket.clone(),
-        socket_present: sources.cgred_socket.exists(),
+        socket_state: cgred::socket_state(&sources.cgred_socket),
         daemon_pids: pids_named("cgrulesengd"),
     }
 }
@@ -191,6 +186,7 @@ pub fn pids_named(name: &str) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .filter(|pid: &i32| {
             fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+                && process::is_running(*pid)
         })
         .collect();
     pids.sort_unstable();
@@ -383,6 +379,6 @@ mod tests {
         let view = cgrules(&sources);
         let users: Vec<&str> = view.rules.iter().map(|r| r.user.as_str()).collect();
         assert_eq!(users, vec!["alice", "@staff"]);
-        assert!(!view.socket_present);
+        assert_eq!(view.socket_state, SocketState::Absent);
     }
 }

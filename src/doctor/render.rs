@@ -9,6 +9,7 @@ use super::slurm_conf::{BerthLine, SlurmSide};
 use super::topology_view::TopologyView;
 use super::verdict::Status;
 use super::{DryRun, JobLogs, Report};
+use crate::cgroup::cgred::SocketState;
 
 pub fn text(r: &Report) -> String {
     let mut out = String::new();
@@ -260,22 +261,25 @@ fn constraints(out: &mut String, c: &Constraints) {
 
 fn cgrules(out: &mut String, c: &Constraints) {
     let g = &c.cgrules;
-    let daemon = if g.daemon_runs() {
-        format!(
-            "cgrulesengd runs (pid {})",
-            g.daemon_pids
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    } else if g.socket_present {
-        format!(
-            "cgrulesengd does not run, but {} is left over",
-            g.socket.display()
-        )
-    } else {
-        "cgrulesengd does not run".into()
+    let pids = g
+        .daemon_pids
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let socket = g.socket.display();
+    let daemon = match (g.daemon_pids.is_empty(), g.socket_state) {
+        (false, SocketState::Listening) => format!("cgrulesengd runs (pid {pids})"),
+        (false, _) => format!(
+            "cgrulesengd runs (pid {pids}) but does not listen on {socket}, so berth cannot ask it to leave steps alone"
+        ),
+        (true, SocketState::Listening) => {
+            format!("a process that is not named cgrulesengd listens on {socket}")
+        }
+        (true, SocketState::Stale) => format!(
+            "cgrulesengd does not run, but {socket} is left over (a stale socket, nobody listens)"
+        ),
+        (true, SocketState::Absent) => "cgrulesengd does not run".into(),
     };
     row(out, "cgrules", format!("{}: {daemon}", g.file.display()));
     if let Some(e) = &g.error {
@@ -486,7 +490,7 @@ mod tests {
                     rules: vec![],
                     error: None,
                     socket: "/run/cgred.socket".into(),
-                    socket_present: false,
+                    socket_state: SocketState::Absent,
                     daemon_pids: vec![],
                 },
                 systemd: vec![],
@@ -587,5 +591,29 @@ mod tests {
         assert_eq!(json["status"], "fails");
         assert_eq!(json["dry_run"]["with_berth"]["outcome"], "fails");
         assert_eq!(json["dry_run"]["plan"]["conflicts"][0]["kind"], "cpuset");
+    }
+
+    #[test]
+    fn a_stale_socket_is_not_a_running_daemon() {
+        let mut r = report("cpuset_policy=shares");
+        r.constraints.cgrules.socket_state = SocketState::Stale;
+        assert!(
+            text(&r).contains("cgrulesengd does not run, but /run/cgred.socket is left over (a stale socket, nobody listens)"),
+            "{}",
+            text(&r)
+        );
+        r.constraints.cgrules.socket_state = SocketState::Listening;
+        r.constraints.cgrules.daemon_pids = vec![12];
+        assert!(
+            text(&r).contains("cgrulesengd runs (pid 12)"),
+            "{}",
+            text(&r)
+        );
+        r.constraints.cgrules.socket_state = SocketState::Stale;
+        assert!(
+            text(&r).contains("cgrulesengd runs (pid 12) but does not listen on /run/cgred.socket"),
+            "{}",
+            text(&r)
+        );
     }
 }

@@ -75,7 +75,8 @@ pub struct RuleFacts {
     pub cpuset_state: Option<CpusetState>,
     /// The rule's destination in the cpu hierarchy, if it names cpu.
     pub cpu: Option<Destination>,
-    /// Whether cgrulesengd's socket exists (the daemon runs).
+    /// Whether cgrulesengd listens on its socket (a socket file alone may be
+    /// left over by a daemon that died).
     pub daemon: bool,
 }
 
@@ -219,7 +220,7 @@ fn rule_facts_for(
         cpuset,
         cpuset_state,
         cpu,
-        daemon: cgred::socket_present(&sources.cgred_socket),
+        daemon: cgred::socket_state(&sources.cgred_socket) == cgred::SocketState::Listening,
     }))
 }
 
@@ -245,7 +246,8 @@ pub fn plainly_unconstrained(cgrules: &Path, cgred_socket: &Path, pid: i32) -> b
     if !cpus.is_subset(&affinity) {
         return false;
     }
-    !cgred::socket_present(cgred_socket) || rules::read(cgrules).is_ok_and(|r| r.is_empty())
+    cgred::socket_state(cgred_socket) != cgred::SocketState::Listening
+        || rules::read(cgrules).is_ok_and(|r| r.is_empty())
 }
 
 /// Gathers the facts for process `pid` of `user` (slurmstepd passes its own).

@@ -50,17 +50,33 @@ pub fn set_affinity(tid: i32, cpus: &CpuSet) -> io::Result<()> {
     Ok(())
 }
 
-/// The start time of a process (field 22 of /proc/PID/stat), to tell a live
-/// process from a later one that reuses its pid.
+/// The start time of a running process (field 22 of /proc/PID/stat), to tell
+/// a live process from a later one that reuses its pid; `None` when there is
+/// no such process or it has exited (a zombie runs nothing any more).
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name (field 2) may hold spaces and parentheses
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    parse_start_time(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 (start time) of a /proc/PID/stat line, `None` for a process
+/// that has exited (state Z or X).
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: skip past
+    // its last ')'. Field 3 (state) is then the first after it; 22 the 20th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 pub fn is_alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
+}
+
+/// Whether `pid` is a process that has not exited (zombies have).
+pub fn is_running(pid: i32) -> bool {
+    start_time(pid).is_some()
 }
 
 /// The user's name, primary group name and all group names (for cgrules).
@@ -107,6 +123,15 @@ mod tests {
         let start = start_time(pid).unwrap();
         assert!(is_alive(pid, start));
         assert!(!is_alive(pid, start + 1));
+        assert!(is_running(pid));
+    }
+
+    #[test]
+    fn start_time_survives_odd_command_names_and_zombies_do_not_run() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(parse_start_time(stat), Some(98765));
+        let zombie = "42 (slurmstepd) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(parse_start_time(zombie), None, "a zombie holds nothing");
     }
 
     #[test]

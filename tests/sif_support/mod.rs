@@ -3,25 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// The reference test corpus (`shared/sif-corpus`, beside the repository): found from
-/// `$BERTH_SIF_CORPUS`, else by looking for `shared/sif-corpus` next to this crate or
-/// one of its parent directories.
+/// The reference test corpus, kept in the repository (tests/data/sif; where each file
+/// comes from and its licence: tests/data/sif/README.md).
 pub fn corpus_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BERTH_SIF_CORPUS") {
-        return PathBuf::from(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|dir| dir.join("shared/sif-corpus"))
-        .find(|dir| dir.join("README.md").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "SIF corpus not found: no shared/sif-corpus beside {} or its parents; \
-                 set BERTH_SIF_CORPUS",
-                manifest.display()
-            )
-        })
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sif")
 }
 
 pub fn corpus_file(name: &str) -> PathBuf {

@@ -28,10 +28,12 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use berth::cgroup::cgred::{socket_state, SocketState};
+use berth::reconcile::process;
 
 /// The user cgrules.conf rules name (created by test-cluster/setup on the host and in
 /// the 24.11 chroot with the same uid).
@@ -396,7 +398,7 @@ impl Cgrulesengd {
             _lock: lock,
         };
         let child = Command::new("cgrulesengd")
-            .args(["-n", "-v", "-f"])
+            .args(["-n", "-vv", "-f"])
             .arg(&log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -428,20 +430,22 @@ impl Cgrulesengd {
         daemon
     }
 
+    /// Waits until the daemon listens on its socket, without connecting: a client
+    /// that connects and closes without a request kills libcgroup 2.0.2's
+    /// cgrulesengd (it reads 0 bytes, answers into the closed socket and dies of
+    /// SIGPIPE). berth's own passive check (/proc/net/unix) tells a listening socket
+    /// from a file a dead daemon left.
     fn wait_until_listening(&mut self) {
         let start = Instant::now();
         loop {
-            if UnixStream::connect(CGRED_SOCKET).is_ok() {
-                return;
+            if let Err(status) = self.check_alive() {
+                panic!(
+                    "cgrulesengd exited at once ({status}); its log:\n{}",
+                    self.log()
+                );
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!(
-                        "cgrulesengd exited at once ({status}); its log:\n{}",
-                        self.log()
-                    );
-                }
+            if socket_state(Path::new(CGRED_SOCKET)) == SocketState::Listening {
+                return;
             }
             if start.elapsed() > Duration::from_secs(10) {
                 panic!(
@@ -453,12 +457,49 @@ impl Cgrulesengd {
         }
     }
 
+    /// Ok while the daemon runs and listens; else how it ended.
+    fn check_alive(&mut self) -> Result<(), String> {
+        let Some(child) = self.child.as_mut() else {
+            return Err("it was stopped".into());
+        };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(status.to_string()),
+            Err(e) => Err(format!("cannot wait for it: {e}")),
+        }
+    }
+
+    /// Ok while the daemon still runs and listens, else why not (with its log): a
+    /// scenario that ran against a dead daemon proved nothing.
+    pub fn alive(&mut self) -> Result<(), String> {
+        let state = socket_state(Path::new(CGRED_SOCKET));
+        match self.check_alive() {
+            Ok(()) if state == SocketState::Listening => Ok(()),
+            Ok(()) => Err(format!(
+                "cgrulesengd runs but its socket is {state:?}; its log:\n{}",
+                self.log()
+            )),
+            Err(how) => Err(format!(
+                "cgrulesengd died during the scenario ({how}); its log:\n{}",
+                self.log()
+            )),
+        }
+    }
+
+    #[track_caller]
+    pub fn assert_alive(&mut self) {
+        if let Err(e) = self.alive() {
+            panic!("{e}");
+        }
+    }
+
     /// The daemon's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The daemon's log so far (`-v`: one line per process it moves).
+    /// The daemon's log so far (`-vv`: INFO, one line per process it moves; `-v`
+    /// logs warnings only).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -519,7 +560,7 @@ impl Drop for Cgrulesengd {
     }
 }
 
-/// The pids of every cgrulesengd running on the machine.
+/// The pids of every cgrulesengd running on the machine (zombies do not run).
 pub fn running_daemons() -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -528,6 +569,7 @@ pub fn running_daemons() -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "cgrulesengd")
+                && process::is_running(*pid)
         })
         .collect()
 }
