@@ -21,7 +21,11 @@ use container_images::loops_backed_by;
 use support::{cluster, cpu_list, Cluster, Run, Setup, TEST_USER};
 
 /// berth's run directory in these tests (inside the chroot for 24.11).
-const RUN_DIR: &str = "/run/berth-e2e";
+/// berth's run directory in these tests (as slurmstepd sees it): one per cluster slot,
+/// so checkouts testing side by side on one machine keep their caches apart.
+fn run_dir(cluster: &Cluster) -> String {
+    format!("/run/berth-e2e-slot{}", cluster.info()["slot"])
+}
 
 /// The test images, in the cluster's shared directory.
 struct Images {
@@ -99,7 +103,8 @@ fn root_partition_offset(sif: &Path) -> usize {
 fn setup(cluster: &Cluster) -> Setup {
     let shared = cluster.shared_dir();
     Setup::default().nodes(2).plugstack_args(&format!(
-        "log_hooks=yes run_dir={RUN_DIR} mount_idle_seconds=0 user_binds=/home,{}",
+        "log_hooks=yes run_dir={} mount_idle_seconds=0 user_binds=/home,{}",
+        run_dir(cluster),
         shared.display()
     ))
 }
@@ -113,7 +118,10 @@ fn ready() -> Option<(Cluster, Images)> {
 
 /// Mount points on the host under berth's run directory (host path).
 fn mounts_under_run_dir(cluster: &Cluster) -> Vec<String> {
-    let dir = cluster.host_path(Path::new(RUN_DIR)).display().to_string();
+    let dir = cluster
+        .host_path(Path::new(&run_dir(cluster)))
+        .display()
+        .to_string();
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -620,9 +628,13 @@ fn a_mount_left_by_a_crashed_slurmstepd_is_reaped_by_the_next_step() {
 
 /// Entries of berth's kept views (host path of run_dir/views).
 fn kept_views(cluster: &Cluster) -> usize {
-    fs::read_dir(cluster.host_path(Path::new(RUN_DIR)).join("views"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    fs::read_dir(
+        cluster
+            .host_path(Path::new(&run_dir(cluster)))
+            .join("views"),
+    )
+    .map(|d| d.count())
+    .unwrap_or(0)
 }
 
 #[test]
@@ -632,7 +644,8 @@ fn repeated_steps_reuse_the_mount_and_the_view_and_idle_ones_go() {
     };
     let args = |idle: u32| {
         format!(
-            "log_hooks=yes run_dir={RUN_DIR} mount_idle_seconds={idle} user_binds=/home,{}",
+            "log_hooks=yes run_dir={} mount_idle_seconds={idle} user_binds=/home,{}",
+            run_dir(&cluster),
             cluster.shared_dir().display()
         )
     };
