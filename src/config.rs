@@ -83,6 +83,9 @@ pub struct Config {
     pub user_bind_prefixes: Vec<PathBuf>,
     /// `mount_idle_seconds=`: how long an image stays mounted after its last step.
     pub mount_idle_seconds: u64,
+    /// `env_script_max_bytes=`, `env_value_max_bytes=`: what evaluating an
+    /// image's env scripts may cost root.
+    pub env_limits: crate::container::env::Limits,
     /// `run_dir=`: where berth keeps its mounts and state on the node.
     pub run_dir: PathBuf,
 }
@@ -98,6 +101,7 @@ impl Default for Config {
             mount_home: true,
             user_bind_prefixes: vec![PathBuf::from("/")],
             mount_idle_seconds: 300,
+            env_limits: crate::container::env::Limits::default(),
             run_dir: PathBuf::from("/run/berth"),
         }
     }
@@ -174,6 +178,18 @@ pub const KEYS: &[Key] = &[
         description: "how long an image stays mounted after its last step",
     },
     Key {
+        name: "env_script_max_bytes",
+        default: "1048576",
+        accepted: "a whole number of bytes",
+        description: "the most an image's env scripts (`/.singularity.d/env/*.sh`) may hold together; berth evaluates them as root, so a bigger image is refused with a `berth:` line",
+    },
+    Key {
+        name: "env_value_max_bytes",
+        default: "131072",
+        accepted: "a whole number of bytes",
+        description: "the longest value an image's env script may make (the kernel's limit for one environment string is 128 KiB); a script that grows a variable past it is refused with a `berth:` line naming the script and line",
+    },
+    Key {
         name: "run_dir",
         default: "/run/berth",
         accepted: "an absolute path",
@@ -218,6 +234,12 @@ fn parse_abs_path(value: &str) -> Result<PathBuf, String> {
     } else {
         Err("expected an absolute path".into())
     }
+}
+
+fn parse_bytes(value: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .map_err(|_| "expected a whole number of bytes".to_string())
 }
 
 fn parse_site_bind(spec: &str) -> Result<SiteBind, String> {
@@ -300,6 +322,14 @@ impl Config {
                 },
             ),
             ("mount_idle_seconds", self.mount_idle_seconds.to_string()),
+            (
+                "env_script_max_bytes",
+                self.env_limits.script_bytes.to_string(),
+            ),
+            (
+                "env_value_max_bytes",
+                self.env_limits.value_bytes.to_string(),
+            ),
             ("run_dir", self.run_dir.display().to_string()),
         ]
     }
@@ -355,6 +385,8 @@ impl Config {
                     .parse()
                     .map_err(|_| "expected a whole number of seconds".to_string())?
             }
+            "env_script_max_bytes" => self.env_limits.script_bytes = parse_bytes(value)?,
+            "env_value_max_bytes" => self.env_limits.value_bytes = parse_bytes(value)?,
             "run_dir" => self.run_dir = parse_abs_path(value)?,
             _ => return Err(format!("unknown key '{key}'; known keys: {}", key_names())),
         }
@@ -484,6 +516,8 @@ mod tests {
             "mount_home=no",
             "user_binds=none",
             "mount_idle_seconds=60",
+            "env_script_max_bytes=65536",
+            "env_value_max_bytes=4096",
             "run_dir=/var/run/berth",
         ];
         let config = Config::from_args(&args).unwrap();

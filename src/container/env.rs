@@ -8,7 +8,13 @@
 //! 3. `SINGULARITYENV_X`, then `APPTAINERENV_X`, set `X` (and the prefixed
 //!    variables disappear); `APPTAINERENV_PREPEND_PATH` / `_APPEND_PATH` extend PATH;
 //! 4. `--container-env=NAME,...`: the job's own value of NAME wins again;
-//! 5. HOME is the user's home.
+//! 5. HOME is the user's home, whatever the image or the prefixed variables say
+//!    (Apptainer refuses to let them change it too).
+//!
+//! Root evaluates the scripts, so their size and every value they make are bounded
+//! ([`Limits`], plugstack.conf `env_script_max_bytes` and `env_value_max_bytes`): a
+//! script that doubles a variable on every line ends the step with [`EnvError`]
+//! before slurmstepd's memory grows.
 //!
 //! The scripts are not run by a shell (the image may have none, and running
 //! image code as root is out of the question): [`eval_script`] understands the
@@ -36,6 +42,38 @@ pub struct Script {
     pub text: String,
 }
 
+/// Bounds on what evaluating an image's env scripts may cost root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// All env scripts of an image together.
+    pub script_bytes: usize,
+    /// One value a script evaluates (the kernel's own limit for one environment
+    /// string passed to exec is 128 KiB).
+    pub value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            script_bytes: 1 << 20,
+            value_bytes: 128 << 10,
+        }
+    }
+}
+
+/// An image whose env scripts exceed [`Limits`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("the image's env scripts (/.singularity.d/env/*.sh) hold more than {limit} bytes; the site allows at most env_script_max_bytes={limit} (plugstack.conf); make them smaller or ask the admins to raise the limit")]
+    ScriptsTooBig { limit: usize },
+    #[error("the image's env script {script}, line {line}, makes a value longer than {limit} bytes; the site allows at most env_value_max_bytes={limit} (plugstack.conf); fix the script or ask the admins to raise the limit")]
+    TooLong {
+        script: String,
+        line: usize,
+        limit: usize,
+    },
+}
+
 /// The result of [`container_env`]: the environment and the lines skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEnv {
@@ -44,13 +82,25 @@ pub struct ContainerEnv {
     pub skipped: Vec<String>,
 }
 
+/// Refuses scripts that hold more than [`Limits::script_bytes`] together.
+pub fn check_scripts_size(scripts: &[Script], limits: Limits) -> Result<(), EnvError> {
+    match scripts.iter().map(|s| s.text.len()).sum::<usize>() > limits.script_bytes {
+        true => Err(EnvError::ScriptsTooBig {
+            limit: limits.script_bytes,
+        }),
+        false => Ok(()),
+    }
+}
+
 /// Builds the task's environment inside the image (see the module docs).
 pub fn container_env(
     job_env: &Env,
     scripts: &[Script],
     keep_host: &[String],
     home: &str,
-) -> ContainerEnv {
+    limits: Limits,
+) -> Result<ContainerEnv, EnvError> {
+    check_scripts_size(scripts, limits)?;
     let mut env: Env = job_env
         .iter()
         .filter(|(k, _)| !NOT_PASSED.contains(&k.as_str()))
@@ -63,7 +113,14 @@ pub fn container_env(
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut skipped = Vec::new();
     for script in sorted {
-        for (line, text) in eval_script(&script.text, &mut env) {
+        let lines = eval_script(&script.text, &mut env, limits.value_bytes).map_err(|line| {
+            EnvError::TooLong {
+                script: script.name.clone(),
+                line,
+                limit: limits.value_bytes,
+            }
+        })?;
+        for (line, text) in lines {
             skipped.push(format!("{}:{line}: {text}", script.name));
         }
     }
@@ -88,7 +145,8 @@ pub fn container_env(
             None => env.remove(name),
         };
     }
-    ContainerEnv { env, skipped }
+    env.insert("HOME".into(), home.into());
+    Ok(ContainerEnv { env, skipped })
 }
 
 fn prepend_path(env: &mut Env, dirs: &str) {
@@ -134,9 +192,20 @@ pub fn from_strings(vars: &[String]) -> Env {
 
 // ---- the script evaluator -------------------------------------------------------
 
+/// Why a word was not expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unexpanded {
+    /// Syntax berth does not handle: the line is skipped.
+    Syntax,
+    /// The value grew past the limit: the script is refused.
+    TooLong,
+}
+
+type Expanded<T> = Result<T, Unexpanded>;
+
 /// Runs the understood parts of one script against `env`; returns the lines
-/// skipped (1-based line number, text).
-pub fn eval_script(text: &str, env: &mut Env) -> Vec<(usize, String)> {
+/// skipped (1-based line number, text), or the line whose value grew past `max` bytes.
+pub fn eval_script(text: &str, env: &mut Env, max: usize) -> Result<Vec<(usize, String)>, usize> {
     let mut skipped = Vec::new();
     // One entry per open `if`.
     let mut branches: Vec<Branch> = Vec::new();
@@ -148,7 +217,7 @@ pub fn eval_script(text: &str, env: &mut Env) -> Vec<(usize, String)> {
         }
         if let Some(cond) = line.strip_prefix("if ") {
             let b = if running {
-                Branch::after_condition(condition(cond, env))
+                Branch::after_condition(condition(cond, env, max).map_err(|_| number)?)
             } else {
                 Branch::Done
             };
@@ -166,7 +235,7 @@ pub fn eval_script(text: &str, env: &mut Env) -> Vec<(usize, String)> {
             *last = match *last {
                 Branch::Running => Branch::Done,
                 Branch::Waiting if parent_running => {
-                    let b = Branch::after_condition(condition(cond, env));
+                    let b = Branch::after_condition(condition(cond, env, max).map_err(|_| number)?);
                     if b == Branch::Unknown {
                         skipped.push((number, raw.clone()));
                     }
@@ -190,11 +259,13 @@ pub fn eval_script(text: &str, env: &mut Env) -> Vec<(usize, String)> {
         if !running {
             continue;
         }
-        if !statement(line, env) {
-            skipped.push((number, raw.clone()));
+        match statement(line, env, max) {
+            Ok(()) => {}
+            Err(Unexpanded::Syntax) => skipped.push((number, raw.clone())),
+            Err(Unexpanded::TooLong) => return Err(number),
         }
     }
-    skipped
+    Ok(skipped)
 }
 
 /// Lines with backslash-newline continuations joined, numbered from 1 by
@@ -243,8 +314,30 @@ impl Branch {
     }
 }
 
-/// `[ -z "$X" ]; then` or `test -n "$X"; then`: whether it holds.
-fn condition(text: &str, env: &Env) -> Option<bool> {
+/// `[ -z "$X" ]; then` or `test -n "$X"; then`: whether it holds (`None`: a
+/// condition berth does not evaluate).
+fn condition(text: &str, env: &Env, max: usize) -> Result<Option<bool>, Unexpanded> {
+    let Some((op, operand)) = test_operands(text) else {
+        return Ok(None);
+    };
+    let words = match words(operand, env, max) {
+        Err(Unexpanded::Syntax) => return Ok(None),
+        other => other?,
+    };
+    let value = match words.as_slice() {
+        [] => String::new(),
+        [w] => w.clone(),
+        _ => return Ok(None),
+    };
+    Ok(match op {
+        "-z" => Some(value.is_empty()),
+        "-n" => Some(!value.is_empty()),
+        _ => None,
+    })
+}
+
+/// The operator and operand of `[ OP OPERAND ]; then` / `test OP OPERAND; then`.
+fn test_operands(text: &str) -> Option<(&str, &str)> {
     let text = text.trim().strip_suffix("then")?.trim_end();
     let text = text.strip_suffix(';')?.trim();
     let inner = if let Some(t) = text.strip_prefix("[ ") {
@@ -253,59 +346,45 @@ fn condition(text: &str, env: &Env) -> Option<bool> {
         text.strip_prefix("test ")?
     };
     let (op, operand) = inner.trim().split_once(' ')?;
-    let words = words(operand.trim(), env)?;
-    let value = match words.as_slice() {
-        [] => String::new(),
-        [w] => w.clone(),
-        _ => return None,
-    };
-    match op {
-        "-z" => Some(value.is_empty()),
-        "-n" => Some(!value.is_empty()),
-        _ => None,
-    }
+    Some((op, operand.trim()))
 }
 
 /// One statement: `export A=b C`, `A=b`, `export A`, `unset A`. False when
 /// not understood (then `env` is unchanged).
-fn statement(line: &str, env: &mut Env) -> bool {
+fn statement(line: &str, env: &mut Env, max: usize) -> Expanded<()> {
     let line = line.strip_suffix(';').unwrap_or(line);
-    let Some(words) = raw_words(line) else {
-        return false;
-    };
-    let (first, rest) = match words.split_first() {
-        Some(x) => x,
-        None => return true,
+    let words = raw_words(line).ok_or(Unexpanded::Syntax)?;
+    let Some((first, rest)) = words.split_first() else {
+        return Ok(());
     };
     let assignments: &[String] = match first.as_str() {
         "export" => rest,
         "unset" => {
             if !rest.iter().all(|n| is_name(n)) {
-                return false;
+                return Err(Unexpanded::Syntax);
             }
             for n in rest {
                 env.remove(n);
             }
-            return true;
+            return Ok(());
         }
         _ => &words,
     };
     let mut out = Vec::new();
     for word in assignments {
         match word.split_once('=') {
-            Some((name, value)) if is_name(name) => match expand(value, env) {
-                Some(v) => out.push((name.to_string(), v)),
-                None => return false,
-            },
+            Some((name, value)) if is_name(name) => {
+                out.push((name.to_string(), expand(value, env, max)?))
+            }
             // `export NAME` of an existing name: nothing to do.
             None if first == "export" && is_name(word) => {}
-            _ => return false,
+            _ => return Err(Unexpanded::Syntax),
         }
     }
     for (k, v) in out {
         env.insert(k, v);
     }
-    true
+    Ok(())
 }
 
 fn is_name(s: &str) -> bool {
@@ -362,66 +441,102 @@ fn raw_words(line: &str) -> Option<Vec<String>> {
 }
 
 /// Words after expansion (for conditions).
-fn words(text: &str, env: &Env) -> Option<Vec<String>> {
-    raw_words(text)?.iter().map(|w| expand(w, env)).collect()
+fn words(text: &str, env: &Env, max: usize) -> Expanded<Vec<String>> {
+    raw_words(text)
+        .ok_or(Unexpanded::Syntax)?
+        .iter()
+        .map(|w| expand(w, env, max))
+        .collect()
 }
 
-/// Removes quotes and expands variables in one word.
-fn expand(word: &str, env: &Env) -> Option<String> {
-    let mut out = String::new();
+/// Removes quotes and expands variables in one word; `TooLong` as soon as the
+/// result passes `max` bytes.
+fn expand(word: &str, env: &Env, max: usize) -> Expanded<String> {
     let chars: Vec<char> = word.chars().collect();
+    let mut out = String::new();
     let mut i = 0;
     while i < chars.len() {
-        match chars[i] {
-            '\'' => {
-                let end = chars[i + 1..].iter().position(|&c| c == '\'')? + i + 1;
-                out.extend(&chars[i + 1..end]);
-                i = end + 1;
-            }
-            '"' => {
-                i += 1;
-                while chars.get(i) != Some(&'"') {
-                    match *chars.get(i)? {
-                        '\\' if matches!(chars.get(i + 1), Some('"' | '\\' | '$' | '`')) => {
-                            out.push(chars[i + 1]);
-                            i += 2;
-                        }
-                        '$' => i = dollar(&chars, i, env, &mut out)?,
-                        '`' => return None,
-                        c => {
-                            out.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                i += 1;
-            }
-            '\\' => {
-                out.push(*chars.get(i + 1)?);
-                i += 2;
-            }
-            '$' => i = dollar(&chars, i, env, &mut out)?,
-            // Globs and `~` expand against files: not handled.
-            '*' | '?' | '[' => return None,
-            '~' if i == 0 => return None,
-            c => {
-                out.push(c);
-                i += 1;
-            }
+        i = expand_one(&chars, i, env, max, &mut out).ok_or(Unexpanded::Syntax)??;
+        if out.len() > max {
+            return Err(Unexpanded::TooLong);
         }
     }
-    Some(out)
+    Ok(out)
+}
+
+/// Expands the quoted part, escape, `$...` or character at `chars[i]` into
+/// `out`; returns the index after it. `None`: syntax berth does not handle.
+fn expand_one(
+    chars: &[char],
+    i: usize,
+    env: &Env,
+    max: usize,
+    out: &mut String,
+) -> Option<Expanded<usize>> {
+    match chars[i] {
+        '\'' => {
+            let end = chars[i + 1..].iter().position(|&c| c == '\'')? + i + 1;
+            out.extend(&chars[i + 1..end]);
+            Some(Ok(end + 1))
+        }
+        '"' => {
+            let mut i = i + 1;
+            while chars.get(i) != Some(&'"') {
+                match *chars.get(i)? {
+                    '\\' if matches!(chars.get(i + 1), Some('"' | '\\' | '$' | '`')) => {
+                        out.push(chars[i + 1]);
+                        i += 2;
+                    }
+                    '$' => match dollar(chars, i, env, max, out)? {
+                        Ok(next) => i = next,
+                        Err(e) => return Some(Err(e)),
+                    },
+                    '`' => return None,
+                    c => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+                if out.len() > max {
+                    return Some(Err(Unexpanded::TooLong));
+                }
+            }
+            Some(Ok(i + 1))
+        }
+        '\\' => {
+            out.push(*chars.get(i + 1)?);
+            Some(Ok(i + 2))
+        }
+        '$' => dollar(chars, i, env, max, out),
+        // Globs and `~` expand against files: not handled.
+        '*' | '?' | '[' => None,
+        '~' if i == 0 => None,
+        c => {
+            out.push(c);
+            Some(Ok(i + 1))
+        }
+    }
 }
 
 /// Expands the `$...` at `chars[i]`; returns the index after it.
-fn dollar(chars: &[char], i: usize, env: &Env, out: &mut String) -> Option<usize> {
+fn dollar(
+    chars: &[char],
+    i: usize,
+    env: &Env,
+    max: usize,
+    out: &mut String,
+) -> Option<Expanded<usize>> {
     let get = |name: &str| env.get(name).cloned();
     match chars.get(i + 1) {
         Some('{') => {
             let end = chars[i + 2..].iter().position(|&c| c == '}')? + i + 2;
             let inner: String = chars[i + 2..end].iter().collect();
-            out.push_str(&brace(&inner, env, get)?);
-            Some(end + 1)
+            match brace(&inner, env, max, get) {
+                Ok(v) => out.push_str(&v),
+                Err(Unexpanded::Syntax) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+            Some(Ok(end + 1))
         }
         Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
             let len = chars[i + 1..]
@@ -430,55 +545,57 @@ fn dollar(chars: &[char], i: usize, env: &Env, out: &mut String) -> Option<usize
                 .count();
             let name: String = chars[i + 1..i + 1 + len].iter().collect();
             out.push_str(&get(&name).unwrap_or_default());
-            Some(i + 1 + len)
+            Some(Ok(i + 1 + len))
         }
         // `$(`, `$1`, `$@`, ...: not handled.
         Some(_) => None,
         None => {
             out.push('$');
-            Some(i + 1)
+            Some(Ok(i + 1))
         }
     }
 }
 
 /// `${X}`, `${X:-w}`, `${X-w}`, `${X:+w}`, `${X+w}`.
-fn brace(inner: &str, env: &Env, get: impl Fn(&str) -> Option<String>) -> Option<String> {
+fn brace(
+    inner: &str,
+    env: &Env,
+    max: usize,
+    get: impl Fn(&str) -> Option<String>,
+) -> Expanded<String> {
     let name_len = inner
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .count();
     let (name, op) = inner.split_at(name_len);
     if !is_name(name) {
-        return None;
+        return Err(Unexpanded::Syntax);
     }
     let value = get(name);
     let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
-    let word = |w: &str| expand(w, env);
+    let word = |w: &str| expand(w, env, max);
     match op {
-        "" => Some(value.unwrap_or_default()),
-        _ if op.starts_with(":-") => {
-            if set_nonempty {
-                value
-            } else {
-                word(&op[2..])
-            }
-        }
+        "" => Ok(value.unwrap_or_default()),
+        _ if op.starts_with(":-") => match value {
+            Some(v) if set_nonempty => Ok(v),
+            _ => word(&op[2..]),
+        },
         _ if op.starts_with('-') => match value {
-            Some(v) => Some(v),
+            Some(v) => Ok(v),
             None => word(&op[1..]),
         },
         _ if op.starts_with(":+") => {
             if set_nonempty {
                 word(&op[2..])
             } else {
-                Some(String::new())
+                Ok(String::new())
             }
         }
         _ if op.starts_with('+') => match value {
             Some(_) => word(&op[1..]),
-            None => Some(String::new()),
+            None => Ok(String::new()),
         },
-        _ => None,
+        _ => Err(Unexpanded::Syntax),
     }
 }
 
@@ -493,6 +610,10 @@ mod tests {
             .collect()
     }
 
+    fn eval(text: &str, env: &mut Env) -> Vec<(usize, String)> {
+        eval_script(text, env, Limits::default().value_bytes).expect("within the limits")
+    }
+
     fn script(name: &str, text: &str) -> Script {
         Script {
             name: name.into(),
@@ -503,7 +624,7 @@ mod tests {
     #[test]
     fn assignments_exports_and_quotes() {
         let mut e = env(&[("A", "1")]);
-        let skipped = eval_script(
+        let skipped = eval(
             "#!/bin/sh\n# comment\nexport B=2\nC='lit $A'\nexport D=\"x $A ${A}y\" E=e\nexport F\nG=a\\ b # trailing\n",
             &mut e,
         );
@@ -519,7 +640,7 @@ mod tests {
     #[test]
     fn parameter_expansions() {
         let mut e = env(&[("SET", "s"), ("EMPTY", "")]);
-        eval_script(
+        eval(
             "A=${UNSET:-def}\nB=${EMPTY:-def}\nC=${EMPTY-def}\nD=${SET:+alt}\nE=${UNSET:+alt}\nF=\"${LANG:-C.UTF-8}\"\n",
             &mut e,
         );
@@ -545,11 +666,11 @@ export LD_LIBRARY_PATH PS1
     #[test]
     fn apptainers_base_script_evaluates_like_sh() {
         let mut e = Env::new();
-        assert!(eval_script(BASE_99, &mut e).is_empty());
+        assert!(eval(BASE_99, &mut e).is_empty());
         assert_eq!(e["LD_LIBRARY_PATH"], "/.singularity.d/libs");
         assert_eq!(e["PS1"], "Apptainer> ");
         let mut e = env(&[("LD_LIBRARY_PATH", "/opt/lib")]);
-        eval_script(BASE_99, &mut e);
+        eval(BASE_99, &mut e);
         assert_eq!(e["LD_LIBRARY_PATH"], "/opt/lib:/.singularity.d/libs");
     }
 
@@ -559,7 +680,7 @@ export LD_LIBRARY_PATH PS1
     #[test]
     fn continuation_lines_and_apptainers_runtimevars() {
         let mut e = env(&[("PATH", "/bin"), ("SING_USER_DEFINED_PREPEND_PATH", "/pre")]);
-        assert!(eval_script(RUNTIMEVARS_99, &mut e).is_empty());
+        assert!(eval(RUNTIMEVARS_99, &mut e).is_empty());
         assert_eq!(e["PATH"], "/pre:/bin");
         assert!(!e.contains_key("SING_USER_DEFINED_PREPEND_PATH"));
     }
@@ -573,12 +694,12 @@ export LD_LIBRARY_PATH PS1
             (vec![], "c"),
         ] {
             let mut e = env(&vars);
-            assert!(eval_script(text, &mut e).is_empty());
+            assert!(eval(text, &mut e).is_empty());
             assert_eq!(e["R"], want);
         }
         // Nested blocks inside a branch that does not run are not evaluated.
         let mut e = Env::new();
-        let skipped = eval_script(
+        let skipped = eval(
             "if test -n \"${APP:-}\"; then\nif [ -f /x ]; then\nX=1\nfi\nfi\nY=2\n",
             &mut e,
         );
@@ -597,14 +718,14 @@ export LD_LIBRARY_PATH PS1
                 continue;
             }
             let mut e = env(&[("PATH", "/bin")]);
-            assert_eq!(eval_script(text, &mut e), vec![], "{}", entry.path);
+            assert_eq!(eval(text, &mut e), vec![], "{}", entry.path);
         }
     }
 
     #[test]
     fn unknown_syntax_is_skipped_and_reported() {
         let mut e = Env::new();
-        let skipped = eval_script(
+        let skipped = eval(
             "A=1\nexport B=$(hostname)\nsource /x\nif [ -f /x ]; then\nC=3\nfi\nD=4\n",
             &mut e,
         );
@@ -639,7 +760,14 @@ export LD_LIBRARY_PATH PS1
                 "export PATH=\"/usr/local/bin:/usr/bin:/bin\"\n",
             ),
         ];
-        let out = container_env(&job, &scripts, &["KEEP".to_string()], "/home/u");
+        let out = container_env(
+            &job,
+            &scripts,
+            &["KEEP".to_string()],
+            "/home/u",
+            Limits::default(),
+        )
+        .unwrap();
         let e = &out.env;
         assert_eq!(e["PATH"], "/pre:/opt/app/bin:/usr/local/bin:/usr/bin:/bin");
         assert!(!e.contains_key("LD_LIBRARY_PATH"));
@@ -657,7 +785,14 @@ export LD_LIBRARY_PATH PS1
 
     #[test]
     fn without_scripts_path_is_the_default() {
-        let out = container_env(&env(&[("PATH", "/x")]), &[], &[], "/root");
+        let out = container_env(
+            &env(&[("PATH", "/x")]),
+            &[],
+            &[],
+            "/root",
+            Limits::default(),
+        )
+        .unwrap();
         assert_eq!(out.env["PATH"], DEFAULT_PATH);
     }
 
@@ -671,5 +806,65 @@ export LD_LIBRARY_PATH PS1
             vec![("B".into(), "two".into()), ("D".into(), "4".into())]
         );
         assert_eq!(unset, vec!["C".to_string()]);
+    }
+
+    #[test]
+    fn home_stays_the_users_whatever_the_image_says() {
+        let job = env(&[("SINGULARITYENV_HOME", "/elsewhere")]);
+        let scripts = vec![script("90-environment.sh", "export HOME=/image/home\n")];
+        let out = container_env(&job, &scripts, &[], "/home/u", Limits::default()).unwrap();
+        assert_eq!(out.env["HOME"], "/home/u");
+    }
+
+    #[test]
+    fn a_doubling_script_is_refused_before_it_grows() {
+        let text = format!("A=aaaaaaaa\n{}", "A=\"$A$A\"\n".repeat(40));
+        let limits = Limits {
+            script_bytes: 1 << 20,
+            value_bytes: 4096,
+        };
+        let err = container_env(
+            &Env::new(),
+            &[script("50-grow.sh", &text)],
+            &[],
+            "/h",
+            limits,
+        )
+        .unwrap_err();
+        // 8 bytes doubled 9 times is 4096; the 10th doubling passes the limit.
+        assert_eq!(
+            err,
+            EnvError::TooLong {
+                script: "50-grow.sh".into(),
+                line: 11,
+                limit: 4096
+            }
+        );
+        assert!(
+            err.to_string().contains("env_value_max_bytes=4096"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_word_of_many_references_is_cut_at_the_limit() {
+        let mut e = env(&[("A", &"a".repeat(1000))]);
+        let line = format!("B={}\n", "$A".repeat(10_000));
+        assert_eq!(eval_script(&line, &mut e, 64 << 10), Err(1));
+        assert!(!e.contains_key("B"));
+    }
+
+    #[test]
+    fn scripts_over_the_size_limit_are_refused() {
+        let limits = Limits {
+            script_bytes: 100,
+            value_bytes: 100,
+        };
+        let scripts = vec![
+            script("a.sh", &"#".repeat(60)),
+            script("b.sh", &"#".repeat(60)),
+        ];
+        let err = container_env(&Env::new(), &scripts, &[], "/h", limits).unwrap_err();
+        assert_eq!(err, EnvError::ScriptsTooBig { limit: 100 });
     }
 }

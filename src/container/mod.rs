@@ -34,6 +34,8 @@ pub enum ContainerError {
     #[error(transparent)]
     View(#[from] view::ViewError),
     #[error(transparent)]
+    Env(#[from] env::EnvError),
+    #[error(transparent)]
     Options(#[from] crate::options::OptionError),
     #[error("cannot look up uid {uid} on this node: {error}")]
     Identity { uid: u32, error: io::Error },

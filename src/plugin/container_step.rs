@@ -201,6 +201,7 @@ fn enter_image(
                 .unwrap_or_default();
             let view = build_view(step, &root)?;
             log::debug!("container: view built: {}", timings(&view.timings));
+            env::check_scripts_size(&view.scripts, step.config.env_limits)?;
             if let Some(k) = &key {
                 match step
                     .cache
@@ -217,7 +218,7 @@ fn enter_image(
             (view.ns, view.scripts)
         }
     };
-    set_task_env(spank, step.options, step.identity, &scripts)?;
+    set_task_env(spank, step, &scripts)?;
     phases.done("env");
     Ok(ns)
 }
@@ -391,14 +392,19 @@ impl std::fmt::Display for Phases {
 /// per step); Slurm adds the per-task variables afterwards.
 fn set_task_env(
     spank: &mut dyn Spank,
-    options: &UserOptions,
-    identity: &Identity,
+    step: &Step<'_>,
     scripts: &[env::Script],
 ) -> Result<(), ContainerError> {
     let t0 = Instant::now();
     let job_env = env::from_strings(&spank.job_env()?);
     let t1 = Instant::now();
-    let built = env::container_env(&job_env, scripts, &options.env, &identity.user.home);
+    let built = env::container_env(
+        &job_env,
+        scripts,
+        &step.options.env,
+        &step.identity.user.home,
+        step.config.env_limits,
+    )?;
     let t2 = Instant::now();
     for line in &built.skipped {
         log::warn!("image environment: line not understood, skipped: {line}");
@@ -425,7 +431,7 @@ fn set_task_env(
 /// is the task's there), and logs it in slurmd's log.
 fn tell_user(e: &ContainerError) -> Refused {
     let text = e.to_string();
-    sys::write_all_raw(2, format!("berth: {text}\n").as_bytes());
+    sys::write_all_raw(2, crate::spank::log::user_line(&text).as_bytes());
     log::info!("container step refused: {text}");
     Refused(text)
 }
@@ -508,7 +514,7 @@ pub(super) fn refuse_when_misconfigured(
     );
     if hook == Hook::UserInit {
         // Said once, on srun's stderr; each task then fails quietly.
-        sys::write_all_raw(2, format!("berth: {text}\n").as_bytes());
+        sys::write_all_raw(2, crate::spank::log::user_line(&text).as_bytes());
         return Ok(());
     }
     Err(PluginError::Reported(text))

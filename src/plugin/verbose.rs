@@ -184,7 +184,11 @@ pub fn in_task(spank: &mut dyn Spank, label: &str, line: Option<&str>) -> SpankR
     }
     if let (Some(line), Ok(0)) = (line, spank.task_id()) {
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "berth: {label}: {line}");
+        let _ = write!(
+            std::io::stderr(),
+            "{}",
+            crate::spank::log::user_line(&format!("{label}: {line}"))
+        );
     }
     spank.unsetenv(VAR)
 }
