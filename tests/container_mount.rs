@@ -218,6 +218,7 @@ fn build_view(
         binds: &plan,
         opened: &opened,
         identity: Some(&identity),
+        env_script_max_bytes: 1 << 20,
     })
     .unwrap();
     assert_eq!(v.scripts.len(), 1, "the image's env script was read");

@@ -40,6 +40,18 @@ fn images(cluster: &Cluster) -> PathBuf {
         build::build(&rootfs, &dir.join(name), &opts).unwrap();
         fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o644)).unwrap();
     }
+    // The review's other reproduction: many env scripts of 1 MiB each.
+    let env_dir = rootfs.join(".singularity.d/env");
+    fs::create_dir_all(&env_dir).unwrap();
+    for i in 0..20 {
+        fs::write(
+            env_dir.join(format!("5{i:02}-big.sh")),
+            format!("# {}\n", "x".repeat(1 << 20)),
+        )
+        .unwrap();
+    }
+    build::build(&rootfs, &dir.join("big.sif"), &BuildOptions::new()).unwrap();
+    fs::set_permissions(dir.join("big.sif"), fs::Permissions::from_mode(0o644)).unwrap();
     *built = Some(dir.clone());
     dir
 }
@@ -80,6 +92,25 @@ fn an_env_script_that_doubles_a_value_ends_the_step_with_the_limit_named() {
         // doubled 15 times pass 128 KiB on line 18.
         lines[0].contains("the image's env script 90-environment.sh, line 18, makes a value longer than 131072 bytes")
             && lines[0].contains("env_value_max_bytes=131072 (plugstack.conf)"),
+        "{run}"
+    );
+}
+
+#[test]
+fn env_scripts_past_the_size_limit_end_the_step() {
+    let Some((cluster, dir)) = ready() else {
+        return;
+    };
+    let image = dir.join("big.sif").display().to_string();
+    let run = cluster.srun_as(
+        TEST_USER,
+        &[&format!("--container={image}"), "/bin/echo", "RAN"],
+    );
+    run.assert_failed();
+    assert!(!run.stdout.contains("RAN"), "the command ran:\n{run}");
+    assert_eq!(
+        berth_lines(&run),
+        vec!["berth: the image's env scripts (/.singularity.d/env/*.sh) hold more than 1048576 bytes; the site allows at most env_script_max_bytes=1048576 (plugstack.conf); make them smaller or ask the admins to raise the limit"],
         "{run}"
     );
 }

@@ -46,6 +46,9 @@ pub struct Spec<'a> {
     pub opened: &'a [OpenBind],
     /// The user whose passwd and group entries go into the image.
     pub identity: Option<&'a Identity>,
+    /// The most berth reads of the image's env scripts (one byte past it tells
+    /// the caller they are too big).
+    pub env_script_max_bytes: usize,
 }
 
 /// A built view: its namespace and what was read from the image.
@@ -119,7 +122,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     t.done("overlay");
     pivot_into(&root, &ns)?;
     t.done("pivot");
-    let scripts = read_env_scripts();
+    let scripts = read_env_scripts(spec.env_script_max_bytes.saturating_add(1));
     if let Some(identity) = spec.identity {
         write_identity(identity)?;
     }
@@ -301,32 +304,41 @@ fn pivot_into(root: &Path, ns: &OwnedFd) -> Result<(), ViewError> {
     std::env::set_current_dir("/").map_err(setup("change to the container's /"))
 }
 
-/// Reads a small file of the image (symlinks resolved inside the image).
-fn read_image_file(path: &str) -> Option<String> {
+/// The most berth reads of the image's /etc/passwd and /etc/group.
+const IDENTITY_FILE_MAX: usize = 1 << 20;
+
+/// Reads at most `limit` bytes of a file of the image (symlinks resolved inside
+/// the image).
+fn read_image_file(path: &str, limit: usize) -> Option<String> {
     let root = File::open("/").ok()?;
     let fd = sys::open_in_root(root.as_fd(), Path::new(path)).ok()?;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     File::from(fd)
-        .take(1 << 20)
-        .read_to_string(&mut text)
+        .take(limit as u64)
+        .read_to_end(&mut bytes)
         .ok()?;
-    Some(text)
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn read_env_scripts() -> Vec<Script> {
+/// The image's env scripts, at most `budget` bytes of them all together.
+fn read_env_scripts(budget: usize) -> Vec<Script> {
     let Ok(dir) = fs::read_dir("/.singularity.d/env") else {
         return Vec::new();
     };
-    dir.flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".sh") {
-                return None;
-            }
-            let text = read_image_file(&format!("/.singularity.d/env/{name}"))?;
-            Some(Script { name, text })
-        })
-        .collect()
+    let mut left = budget;
+    let mut scripts = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".sh") || left == 0 {
+            continue;
+        }
+        if let Some(text) = read_image_file(&format!("/.singularity.d/env/{name}"), left) {
+            // Lossy decoding only grows the text: a cut script still counts as too big.
+            left = left.saturating_sub(text.len());
+            scripts.push(Script { name, text });
+        }
+    }
+    scripts
 }
 
 /// Writes a file of the view as root: never through a symlink.
@@ -349,11 +361,13 @@ fn write_view_file(path: &Path, text: &str) -> io::Result<()> {
 
 fn write_identity(identity: &Identity) -> Result<(), ViewError> {
     let passwd = identity::merged_passwd(
-        &read_image_file("/etc/passwd").unwrap_or_default(),
+        &read_image_file("/etc/passwd", IDENTITY_FILE_MAX).unwrap_or_default(),
         &identity.user,
     );
-    let group =
-        identity::merged_group(&read_image_file("/etc/group").unwrap_or_default(), identity);
+    let group = identity::merged_group(
+        &read_image_file("/etc/group", IDENTITY_FILE_MAX).unwrap_or_default(),
+        identity,
+    );
     write_view_file(Path::new("/etc/passwd"), &passwd)
         .map_err(setup("write /etc/passwd in the container"))?;
     write_view_file(Path::new("/etc/group"), &group)

@@ -238,6 +238,7 @@ fn build_view(step: &Step<'_>, image_root: &Path) -> Result<view::View, Containe
         binds: step.binds,
         opened: step.opened,
         identity: Some(step.identity),
+        env_script_max_bytes: step.config.env_limits.script_bytes,
     };
     Ok(view::build(&spec)?)
 }
