@@ -448,9 +448,17 @@ impl Cgroups {
         self.write(group, name, &weight.to_string())
     }
 
+    /// Makes the group's directory 0755 whatever the job's umask (slurmstepd runs
+    /// with it): a group users could write would let them make child groups of
+    /// their own, with cpusets of their choosing.
     pub fn create(&self, group: &Group) -> Result<(), CgroupError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let path = self.mounts.dir(group)?;
-        fs::create_dir(&path).map_err(|error| CgroupError::Create { path, error })
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o755)))
+            .map_err(|error| CgroupError::Create { path, error })
     }
 
     pub fn remove(&self, group: &Group) -> Result<(), CgroupError> {
