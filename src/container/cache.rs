@@ -7,7 +7,7 @@
 //! images/<key>/root                 the image's squashfs, mounted read-only
 //! images/<key>/holders/<pid>-<start>  one file per slurmstepd using it
 //! ```
-//! `<key>` is the image file's identity (st_dev, st_ino, mtime, size) and the
+//! `<key>` is the image file's identity (st_dev, st_ino, mtime, ctime, size) and the
 //! partition's place in it, so a replaced or rewritten image gets a new mount.
 //! A holder names a slurmstepd by pid and start time: one that crashed is
 //! recognised as dead and dropped. The mtime of `holders/` is the last time a
@@ -39,6 +39,10 @@ pub struct Key {
     pub ino: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: i64,
+    /// ctime cannot be set by the file's owner: an image rewritten in place
+    /// with its old mtime restored (`touch -d`) still gets a new key.
+    pub ctime_sec: i64,
+    pub ctime_nsec: i64,
     pub size: u64,
     pub extent: Extent,
 }
@@ -50,6 +54,8 @@ impl Key {
             ino: meta.ino(),
             mtime_sec: meta.mtime(),
             mtime_nsec: meta.mtime_nsec(),
+            ctime_sec: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
             size: meta.size(),
             extent,
         }
@@ -58,11 +64,13 @@ impl Key {
     /// The key's directory name: every field, so no two images share one.
     pub fn dir_name(&self) -> String {
         format!(
-            "{:x}-{:x}-{}.{:09}-{}-{}+{}",
+            "{:x}-{:x}-{}.{:09}-{}.{:09}-{}-{}+{}",
             self.dev,
             self.ino,
             self.mtime_sec,
             self.mtime_nsec,
+            self.ctime_sec,
+            self.ctime_nsec,
             self.size,
             self.extent.offset,
             self.extent.size
@@ -475,6 +483,8 @@ mod tests {
             ino: 0x1234,
             mtime_sec: 1_700_000_000,
             mtime_nsec: 5,
+            ctime_sec: 1_700_000_001,
+            ctime_nsec: 7,
             size: 4096,
             extent: Extent {
                 offset: 32768,
@@ -483,13 +493,18 @@ mod tests {
         };
         assert_eq!(
             key.dir_name(),
-            "803-1234-1700000000.000000005-4096-32768+1024"
+            "803-1234-1700000000.000000005-1700000001.000000007-4096-32768+1024"
         );
         let other = Key {
             mtime_nsec: 6,
             ..key.clone()
         };
         assert_ne!(key.dir_name(), other.dir_name());
+        let rewritten = Key {
+            ctime_nsec: 8,
+            ..key.clone()
+        };
+        assert_ne!(key.dir_name(), rewritten.dir_name());
     }
 
     #[test]
@@ -505,6 +520,32 @@ mod tests {
         fs::write(&q, b"two").unwrap();
         fs::rename(&q, &p).unwrap();
         assert_ne!(a, Key::of(&fs::metadata(&p).unwrap(), extent));
+    }
+
+    #[test]
+    fn keys_see_a_rewrite_with_the_old_mtime_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        fs::write(&p, b"one").unwrap();
+        let extent = Extent { offset: 0, size: 3 };
+        let before = fs::metadata(&p).unwrap();
+        let a = Key::of(&before, extent);
+        std::thread::sleep(Duration::from_millis(20));
+        // Same inode, same size, then `touch -d` the old mtime back.
+        fs::write(&p, b"two").unwrap();
+        let old = std::fs::FileTimes::new().set_modified(before.modified().unwrap());
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_times(old)
+            .unwrap();
+        let b = Key::of(&fs::metadata(&p).unwrap(), extent);
+        assert_eq!(
+            (a.ino, a.mtime_sec, a.mtime_nsec),
+            (b.ino, b.mtime_sec, b.mtime_nsec)
+        );
+        assert_ne!(a.dir_name(), b.dir_name());
     }
 
     #[test]
