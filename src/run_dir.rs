@@ -3,7 +3,8 @@
 //! slurmstepd runs berth as root with the job's umask, and users can often
 //! write near run_dir. So nothing here follows a path: `open` checks every
 //! component of run_dir from `/` (owned by root or the euid, not group- or
-//! other-writable, not a symlink), and everything below it is reached with
+//! other-writable, not a symlink; a parent may be a root-owned sticky dir such
+//! as /tmp), and everything below it is reached with
 //! openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
 //! relative to that descriptor. Modes are set explicitly (fchmod after
 //! create), so the umask never matters. Names are single components.
@@ -145,7 +146,7 @@ impl Dir {
             fd: root.into(),
             path: PathBuf::from("/"),
         };
-        dir.check_self()?;
+        dir.check_self(true)?;
         let names: Vec<_> = path.components().skip(1).collect();
         for (i, c) in names.iter().enumerate() {
             let name = c.as_os_str().to_string_lossy().into_owned();
@@ -153,7 +154,7 @@ impl Dir {
             if last {
                 dir.create_missing_dir(&name, 0o755)?;
             }
-            dir = dir.open_existing_dir(&name)?;
+            dir = dir.open_existing_dir(&name, !last)?;
         }
         Ok(dir)
     }
@@ -166,10 +167,16 @@ impl Dir {
         self.fd.as_fd()
     }
 
-    fn check_self(&self) -> Result<()> {
+    /// Checks this directory; a parent of run_dir may also be a root-owned
+    /// sticky directory such as /tmp or /var/tmp (users cannot replace
+    /// root's entries in it).
+    fn check_self(&self, parent: bool) -> Result<()> {
         let st = fstat(self.fd()).map_err(|e| io_err(&self.path, e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return self.unsafe_err("not a directory");
+        }
+        if parent && st.st_uid == 0 && st.st_mode & libc::S_ISVTX != 0 {
+            return Ok(());
         }
         trusted_owner_and_mode(&st).or_else(|why| self.unsafe_err(&why))
     }
@@ -203,14 +210,14 @@ impl Dir {
         fchmod(fd.as_fd(), mode).map_err(|e| io_err(&self.child_path(name), e))
     }
 
-    fn open_existing_dir(&self, name: &str) -> Result<Dir> {
+    fn open_existing_dir(&self, name: &str, parent: bool) -> Result<Dir> {
         let fd = openat2(self.fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(|e| self.symlink_or_io(name, e))?;
         let dir = Dir {
             fd,
             path: self.child_path(name),
         };
-        dir.check_self()?;
+        dir.check_self(parent)?;
         Ok(dir)
     }
 
@@ -440,6 +447,57 @@ impl Dir {
     }
 }
 
+impl Dir {
+    /// An O_PATH descriptor on `name` (any type), never through a symlink.
+    pub fn open_path(&self, name: &str) -> Result<OwnedFd> {
+        check_name(name)?;
+        openat2(self.fd(), name, libc::O_PATH, 0).map_err(|e| self.symlink_or_io(name, e))
+    }
+
+    /// Opens `name` read-only (e.g. a kept namespace file), never through a
+    /// symlink.
+    pub fn open_read(&self, name: &str) -> Result<File> {
+        check_name(name)?;
+        let fd =
+            openat2(self.fd(), name, libc::O_RDONLY, 0).map_err(|e| self.symlink_or_io(name, e))?;
+        Ok(File::from(fd))
+    }
+
+    /// Whether `name` is the root of a mount of filesystem type `magic`
+    /// (another device than this directory, statfs type `magic`), checked
+    /// on descriptors only.
+    pub fn is_mount_of(&self, name: &str, magic: i64) -> bool {
+        let Ok(fd) = self.open_path(name) else {
+            return false;
+        };
+        let (Ok(here), Ok(parent)) = (fstat(fd.as_fd()), fstat(self.fd())) else {
+            return false;
+        };
+        here.st_dev != parent.st_dev && fstatfs_type(fd.as_fd()).is_ok_and(|t| t == magic)
+    }
+
+    /// Modification time of the entry `name`.
+    pub fn mtime_of(&self, name: &str) -> Option<std::time::SystemTime> {
+        let fd = self.open_path(name).ok()?;
+        let st = fstat(fd.as_fd()).ok()?;
+        let d = std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
+        Some(std::time::UNIX_EPOCH + d)
+    }
+}
+
+fn fstatfs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    // SAFETY: st is written by the kernel before it is read.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_type as i64)
+}
+
+/// The /proc/self/fd path of a descriptor: the kernel resolves it to the
+/// descriptor's own file, not to any name a user could swap.
+pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// An flock(2) held while this lives.
 #[derive(Debug)]
 pub struct Lock {
@@ -518,7 +576,7 @@ mod tests {
         let err = Dir::open(&link).unwrap_err().to_string();
         assert!(err.contains("symlink"), "{err}");
         assert!(
-            Dir::open(Path::new("/tmp/x")).is_err(),
+            Dir::open(Path::new("/tmp")).is_err(),
             "/tmp is world-writable"
         );
         assert!(Dir::open(Path::new("relative")).is_err());
