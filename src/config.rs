@@ -85,6 +85,10 @@ pub struct Config {
     pub mount_idle_seconds: u64,
     /// `run_dir=`: where berth keeps its mounts and state on the node.
     pub run_dir: PathBuf,
+    /// `max_images=`: mounted images on the node (each holds a loop device).
+    pub max_images: u64,
+    /// `max_images_per_user=`: mounted images one user's steps may add.
+    pub max_images_per_user: u64,
 }
 
 impl Default for Config {
@@ -99,6 +103,8 @@ impl Default for Config {
             user_bind_prefixes: vec![PathBuf::from("/")],
             mount_idle_seconds: 300,
             run_dir: PathBuf::from("/run/berth"),
+            max_images: 256,
+            max_images_per_user: 16,
         }
     }
 }
@@ -178,6 +184,18 @@ pub const KEYS: &[Key] = &[
         default: "/run/berth",
         accepted: "an absolute path",
         description: "where berth keeps its mounts and state on the node",
+    },
+    Key {
+        name: "max_images",
+        default: "256",
+        accepted: "a whole number",
+        description: "how many images may be mounted on the node at once (each holds a loop device; Apptainer's default loop device limit); idle images are unmounted first before a step is refused",
+    },
+    Key {
+        name: "max_images_per_user",
+        default: "16",
+        accepted: "a whole number",
+        description: "how many of those mounted images one user's steps may have added",
     },
 ];
 
@@ -301,6 +319,8 @@ impl Config {
             ),
             ("mount_idle_seconds", self.mount_idle_seconds.to_string()),
             ("run_dir", self.run_dir.display().to_string()),
+            ("max_images", self.max_images.to_string()),
+            ("max_images_per_user", self.max_images_per_user.to_string()),
         ]
     }
 
@@ -356,10 +376,18 @@ impl Config {
                     .map_err(|_| "expected a whole number of seconds".to_string())?
             }
             "run_dir" => self.run_dir = parse_abs_path(value)?,
+            "max_images" => self.max_images = parse_count(value)?,
+            "max_images_per_user" => self.max_images_per_user = parse_count(value)?,
             _ => return Err(format!("unknown key '{key}'; known keys: {}", key_names())),
         }
         Ok(())
     }
+}
+
+fn parse_count(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .map_err(|_| "expected a whole number".to_string())
 }
 
 #[cfg(test)]
@@ -485,8 +513,11 @@ mod tests {
             "user_binds=none",
             "mount_idle_seconds=60",
             "run_dir=/var/run/berth",
+            "max_images=8",
+            "max_images_per_user=2",
         ];
         let config = Config::from_args(&args).unwrap();
+        assert_eq!((config.max_images, config.max_images_per_user), (8, 2));
         let again: Vec<String> = config
             .settings()
             .iter()

@@ -132,6 +132,35 @@ pub enum MountError {
     Cache { path: PathBuf, error: io::Error },
     #[error("berth's image cache: {0}")]
     RunDir(#[from] RunDirError),
+    #[error(
+        "this node already has {count} mounted images, the limit set by `{key}={limit}` in \
+         plugstack.conf; run fewer distinct images at once (or rebuild less often), or ask your \
+         administrator to raise {key}"
+    )]
+    TooManyImages {
+        count: u64,
+        limit: u64,
+        key: &'static str,
+    },
+}
+
+/// How many images may be mounted, node-wide and per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_images: u64,
+    pub max_images_per_user: u64,
+    /// The step's user (its images count towards `max_images_per_user`).
+    pub uid: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_images: 256,
+            max_images_per_user: 16,
+            uid: None,
+        }
+    }
 }
 
 fn cache_err(path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
@@ -153,6 +182,7 @@ fn is_cache_name(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Cache {
     run_dir: PathBuf,
+    limits: Limits,
 }
 
 /// A step's use of a cached mount, given back with [`Cache::release`].
@@ -179,7 +209,55 @@ impl Cache {
     pub fn new(run_dir: &Path) -> Cache {
         Cache {
             run_dir: run_dir.to_path_buf(),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same cache with caps on mounted images.
+    pub fn limited(self, limits: Limits) -> Cache {
+        Cache { limits, ..self }
+    }
+
+    /// Refuses a new image entry when a cap is reached, after unmounting
+    /// every idle image (under the node-wide lock).
+    fn check_room(&self, images: &Dir, name: &str) -> Result<(), MountError> {
+        if images.names(|n| n == name)?.len() == 1 {
+            return Ok(());
+        }
+        if self.over_a_limit(images)?.is_some() {
+            self.reap_locked(Duration::ZERO, SystemTime::now())?;
+        }
+        match self.over_a_limit(images)? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn over_a_limit(&self, images: &Dir) -> Result<Option<MountError>, MountError> {
+        let names = images.names(is_cache_name)?;
+        let count = names.len() as u64;
+        if count >= self.limits.max_images {
+            return Ok(Some(MountError::TooManyImages {
+                count,
+                limit: self.limits.max_images,
+                key: "max_images",
+            }));
+        }
+        let Some(uid) = self.limits.uid else {
+            return Ok(None);
+        };
+        let mine = names
+            .iter()
+            .filter(|n| owner_of(images, n) == Some(uid))
+            .count() as u64;
+        if mine >= self.limits.max_images_per_user {
+            return Ok(Some(MountError::TooManyImages {
+                count: mine,
+                limit: self.limits.max_images_per_user,
+                key: "max_images_per_user",
+            }));
+        }
+        Ok(None)
     }
 
     fn run_dir(&self) -> Result<Dir, MountError> {
@@ -216,7 +294,14 @@ impl Cache {
         let entry = {
             let _lock = self.lock()?;
             self.reap_locked(idle, SystemTime::now())?;
-            let entry = self.images()?.subdir(&name)?;
+            let images = self.images()?;
+            self.check_room(&images, &name)?;
+            let entry = images.subdir(&name)?;
+            if let Some(uid) = self.limits.uid {
+                if entry.read_file("owner", 16).ok().flatten().is_none() {
+                    entry.write_atomically("owner", uid.to_string().as_bytes())?;
+                }
+            }
             entry.subdir("holders")?.create_file(&holder.file_name())?;
             entry
         };
@@ -290,6 +375,7 @@ impl Cache {
             let _ = dir.remove_dir("holders");
             let _ = dir.remove_dir("root");
             let _ = dir.remove_file("lock");
+            let _ = dir.remove_file("owner");
             let _ = images.remove_dir(&name);
         }
         Ok(reaped)
@@ -373,6 +459,13 @@ impl Cache {
         let holders = self.views()?.subdir(&lease.entry)?.subdir("holders")?;
         Ok(holders.remove_file(&lease.holder)?)
     }
+}
+
+/// The uid recorded as the first user of the image entry `name`.
+fn owner_of(images: &Dir, name: &str) -> Option<u32> {
+    let dir = images.subdir(name).ok()?;
+    let text = dir.read_file("owner", 16).ok()??;
+    std::str::from_utf8(&text).ok()?.trim().parse().ok()
 }
 
 /// Kept env scripts larger than this are not read back.
@@ -668,5 +761,39 @@ mod tests {
         let cache = Cache::new(&run);
         cache.reap(Duration::from_secs(300)).unwrap();
         assert!(holders.exists());
+    }
+
+    #[test]
+    fn a_full_cache_refuses_new_images_naming_the_key() {
+        let run = crate::run_dir::testdir::new("cache-cap");
+        let me = Holder::current().unwrap();
+        for name in ["a1", "a2"] {
+            let holders = run.join("images").join(name).join("holders");
+            fs::create_dir_all(&holders).unwrap();
+            File::create(holders.join(me.file_name())).unwrap();
+            fs::write(run.join("images").join(name).join("owner"), "1000").unwrap();
+        }
+        let images = || Dir::open(&run).unwrap().subdir("images").unwrap();
+        let limits = |max_images, per_user| Limits {
+            max_images,
+            max_images_per_user: per_user,
+            uid: Some(1000),
+        };
+        let cache = Cache::new(&run).limited(limits(2, 16));
+        let err = cache.check_room(&images(), "b1").unwrap_err().to_string();
+        assert!(err.contains("already has 2 mounted images"), "{err}");
+        assert!(err.contains("`max_images=2`"), "{err}");
+        assert!(
+            cache.check_room(&images(), "a1").is_ok(),
+            "a mounted key is reused"
+        );
+        let cache = Cache::new(&run).limited(limits(256, 2));
+        let err = cache.check_room(&images(), "b1").unwrap_err().to_string();
+        assert!(err.contains("`max_images_per_user=2`"), "{err}");
+        let other = Cache::new(&run).limited(Limits {
+            uid: Some(1001),
+            ..limits(256, 2)
+        });
+        assert!(other.check_room(&images(), "b1").is_ok());
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::PluginError;
 use crate::config::{Config, ConfigError};
 use crate::container::binds::{self, Bind};
-use crate::container::cache::{Cache, Holder, Lease, ViewLease};
+use crate::container::cache::{Cache, Holder, Lease, Limits, ViewLease};
 use crate::container::identity::{self, Identity};
 use crate::container::{env, image, sys, view, ContainerError};
 use crate::options::{self, UserOptions};
@@ -114,7 +114,11 @@ fn start_step(
         what: "regain root",
         error,
     })?;
-    let cache = Cache::new(&config.run_dir);
+    let cache = Cache::new(&config.run_dir).limited(Limits {
+        max_images: config.max_images,
+        max_images_per_user: config.max_images_per_user,
+        uid: Some(identity.user.uid),
+    });
     let holder = Holder::current().map_err(|error| ContainerError::Setup {
         what: "identify slurmstepd",
         error,
