@@ -250,3 +250,28 @@ fn a_user_at_the_image_cap_gets_one_berth_line_naming_the_key() {
         "{run}"
     );
 }
+
+#[test]
+fn a_user_cannot_plant_symlinks_under_run_dir() {
+    let Some(cluster) = ready() else {
+        return;
+    };
+    let image = user_image(&cluster, "plant.sqfs", "plant\n");
+    let arg = format!("--container={}", image.display());
+    cluster
+        .srun_as(TEST_USER, &[&arg, "/bin/cat", "/msg.txt"])
+        .assert_ok();
+    let top = host_run_dir(&cluster);
+    let plant = format!(
+        "for d in {t}/views/* {t}/images/*; do rm -f $d/key $d/root 2>/dev/null; \
+         ln -s /etc/shadow $d/key && echo PLANTED; done; ln -s / {t}/images/x && echo PLANTED",
+        t = top.display()
+    );
+    let run = cluster.client(Some(TEST_USER), &[], &["/bin/sh", "-c", &plant]);
+    assert!(!run.stdout.contains("PLANTED"), "{run}");
+    let links: Vec<_> = modes_under(&top)
+        .into_iter()
+        .filter(|(p, _, _)| fs::symlink_metadata(p).unwrap().file_type().is_symlink())
+        .collect();
+    assert!(links.is_empty(), "{links:?}");
+}
