@@ -88,6 +88,10 @@ pub struct Config {
     pub env_limits: crate::container::env::Limits,
     /// `run_dir=`: where berth keeps its mounts and state on the node.
     pub run_dir: PathBuf,
+    /// `max_images=`: mounted images on the node (each holds a loop device).
+    pub max_images: u64,
+    /// `max_images_per_user=`: mounted images one user's steps may add.
+    pub max_images_per_user: u64,
 }
 
 impl Default for Config {
@@ -103,6 +107,8 @@ impl Default for Config {
             mount_idle_seconds: 300,
             env_limits: crate::container::env::Limits::default(),
             run_dir: PathBuf::from("/run/berth"),
+            max_images: 256,
+            max_images_per_user: 16,
         }
     }
 }
@@ -194,6 +200,18 @@ pub const KEYS: &[Key] = &[
         default: "/run/berth",
         accepted: "an absolute path",
         description: "where berth keeps its mounts and state on the node",
+    },
+    Key {
+        name: "max_images",
+        default: "256",
+        accepted: "a whole number",
+        description: "how many images may be mounted on the node at once (each holds a loop device; Apptainer's default loop device limit); idle images are unmounted first before a step is refused",
+    },
+    Key {
+        name: "max_images_per_user",
+        default: "16",
+        accepted: "a whole number",
+        description: "how many of those mounted images one user's steps may have added",
     },
 ];
 
@@ -331,6 +349,8 @@ impl Config {
                 self.env_limits.value_bytes.to_string(),
             ),
             ("run_dir", self.run_dir.display().to_string()),
+            ("max_images", self.max_images.to_string()),
+            ("max_images_per_user", self.max_images_per_user.to_string()),
         ]
     }
 
@@ -388,10 +408,18 @@ impl Config {
             "env_script_max_bytes" => self.env_limits.script_bytes = parse_bytes(value)?,
             "env_value_max_bytes" => self.env_limits.value_bytes = parse_bytes(value)?,
             "run_dir" => self.run_dir = parse_abs_path(value)?,
+            "max_images" => self.max_images = parse_count(value)?,
+            "max_images_per_user" => self.max_images_per_user = parse_count(value)?,
             _ => return Err(format!("unknown key '{key}'; known keys: {}", key_names())),
         }
         Ok(())
     }
+}
+
+fn parse_count(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .map_err(|_| "expected a whole number".to_string())
 }
 
 #[cfg(test)]
@@ -519,8 +547,11 @@ mod tests {
             "env_script_max_bytes=65536",
             "env_value_max_bytes=4096",
             "run_dir=/var/run/berth",
+            "max_images=8",
+            "max_images_per_user=2",
         ];
         let config = Config::from_args(&args).unwrap();
+        assert_eq!((config.max_images, config.max_images_per_user), (8, 2));
         let again: Vec<String> = config
             .settings()
             .iter()

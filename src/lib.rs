@@ -16,6 +16,7 @@ pub mod nss;
 pub mod options;
 pub mod privilege;
 pub mod reconcile;
+pub mod run_dir;
 pub mod sif;
 pub mod spank;
 pub mod topology;

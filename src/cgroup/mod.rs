@@ -42,6 +42,24 @@ pub enum CgroupError {
     },
     #[error("no {0} hierarchy is mounted")]
     NotMounted(&'static str),
+    #[error("refused cgroup path {0:?}: not a plain absolute path inside its hierarchy")]
+    BadPath(String),
+}
+
+/// Whether `path` is absolute and made only of plain components (no '.',
+/// '..', empty components or NUL), so joining it stays inside its mount.
+pub fn is_normal_group_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains('\0')
+        && (path == "/"
+            || path[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
+/// Whether `name` is one interface file name (no '/', not '.' or '..').
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 /// Which hierarchy a group lives in.
@@ -209,6 +227,9 @@ impl Mounts {
 
     /// The group's directory.
     pub fn dir(&self, group: &Group) -> Result<PathBuf, CgroupError> {
+        if !is_normal_group_path(&group.path) {
+            return Err(CgroupError::BadPath(group.path.escape_debug().to_string()));
+        }
         Ok(self
             .root(group.hierarchy)?
             .join(group.path.trim_start_matches('/')))
@@ -349,6 +370,9 @@ impl Cgroups {
     }
 
     fn file(&self, group: &Group, name: &str) -> Result<PathBuf, CgroupError> {
+        if !is_plain_file_name(name) {
+            return Err(CgroupError::BadPath(name.escape_debug().to_string()));
+        }
         Ok(self.mounts.dir(group)?.join(name))
     }
 
@@ -537,6 +561,31 @@ pub(crate) mod testfs {
 mod tests {
     use super::testfs::*;
     use super::*;
+
+    #[test]
+    fn un_normalised_paths_and_names_are_refused() {
+        for bad in ["/../../root", "/a/../b", "/a//b", "/./a", "a", "/a/.."] {
+            assert!(!is_normal_group_path(bad), "{bad}");
+        }
+        for good in ["/", "/slurm_n1/uid_0", "/a.b/c..d"] {
+            assert!(is_normal_group_path(good), "{good}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cg = Cgroups::new(testfs::v1_mounts(&dir.path().join("cg")));
+        let g = Group {
+            hierarchy: Hierarchy::CpuV1,
+            path: "/../../../../root".into(),
+        };
+        assert!(matches!(
+            cg.write(&g, "x", "1"),
+            Err(CgroupError::BadPath(_))
+        ));
+        let ok = Group::new(Hierarchy::CpuV1, "/");
+        assert!(matches!(
+            cg.write(&ok, "../../x", "1"),
+            Err(CgroupError::BadPath(_))
+        ));
+    }
 
     #[test]
     fn the_usual_v1_layout_agrees_with_mountinfo() {

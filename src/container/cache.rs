@@ -7,7 +7,7 @@
 //! images/<key>/root                 the image's squashfs, mounted read-only
 //! images/<key>/holders/<pid>-<start>  one file per slurmstepd using it
 //! ```
-//! `<key>` is the image file's identity (st_dev, st_ino, mtime, size) and the
+//! `<key>` is the image file's identity (st_dev, st_ino, mtime, ctime, size) and the
 //! partition's place in it, so a replaced or rewritten image gets a new mount.
 //! A holder names a slurmstepd by pid and start time: one that crashed is
 //! recognised as dead and dropped. The mtime of `holders/` is the last time a
@@ -16,7 +16,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use super::env::Script;
 use super::sys;
 use crate::reconcile::process;
+use crate::run_dir::{fd_path, Dir, Lock, RunDirError};
 
 /// Where a filesystem lies inside the image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,10 @@ pub struct Key {
     pub ino: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: i64,
+    /// ctime cannot be set by the file's owner: an image rewritten in place
+    /// with its old mtime restored (`touch -d`) still gets a new key.
+    pub ctime_sec: i64,
+    pub ctime_nsec: i64,
     pub size: u64,
     pub extent: Extent,
 }
@@ -50,6 +55,8 @@ impl Key {
             ino: meta.ino(),
             mtime_sec: meta.mtime(),
             mtime_nsec: meta.mtime_nsec(),
+            ctime_sec: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
             size: meta.size(),
             extent,
         }
@@ -58,11 +65,13 @@ impl Key {
     /// The key's directory name: every field, so no two images share one.
     pub fn dir_name(&self) -> String {
         format!(
-            "{:x}-{:x}-{}.{:09}-{}-{}+{}",
+            "{:x}-{:x}-{}.{:09}-{}.{:09}-{}-{}+{}",
             self.dev,
             self.ino,
             self.mtime_sec,
             self.mtime_nsec,
+            self.ctime_sec,
+            self.ctime_nsec,
             self.size,
             self.extent.offset,
             self.extent.size
@@ -121,6 +130,37 @@ pub enum MountError {
     Loop(io::Error),
     #[error("berth's image cache {path}: {error}")]
     Cache { path: PathBuf, error: io::Error },
+    #[error("berth's image cache: {0}")]
+    RunDir(#[from] RunDirError),
+    #[error(
+        "this node already has {count} mounted images, the limit set by `{key}={limit}` in \
+         plugstack.conf; run fewer distinct images at once (or rebuild less often), or ask your \
+         administrator to raise {key}"
+    )]
+    TooManyImages {
+        count: u64,
+        limit: u64,
+        key: &'static str,
+    },
+}
+
+/// How many images may be mounted, node-wide and per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_images: u64,
+    pub max_images_per_user: u64,
+    /// The step's user (its images count towards `max_images_per_user`).
+    pub uid: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_images: 256,
+            max_images_per_user: 16,
+            uid: None,
+        }
+    }
 }
 
 fn cache_err(path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
@@ -130,10 +170,19 @@ fn cache_err(path: &Path) -> impl FnOnce(io::Error) -> MountError + '_ {
     }
 }
 
+/// A directory name berth writes under images/ or views/.
+fn is_cache_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b"-+.".contains(&b))
+}
+
 /// The image cache of one node.
 #[derive(Debug, Clone)]
 pub struct Cache {
     run_dir: PathBuf,
+    limits: Limits,
 }
 
 /// A step's use of a cached mount, given back with [`Cache::release`].
@@ -143,7 +192,8 @@ pub struct Lease {
     pub root: PathBuf,
     /// Whether this step mounted it (first use) or found it mounted.
     pub mounted_now: bool,
-    holder_file: PathBuf,
+    entry: String,
+    holder: String,
 }
 
 /// What [`Cache::reap`] did.
@@ -159,33 +209,80 @@ impl Cache {
     pub fn new(run_dir: &Path) -> Cache {
         Cache {
             run_dir: run_dir.to_path_buf(),
+            limits: Limits::default(),
         }
     }
 
-    fn images(&self) -> PathBuf {
-        self.run_dir.join("images")
+    /// The same cache with caps on mounted images.
+    pub fn limited(self, limits: Limits) -> Cache {
+        Cache { limits, ..self }
     }
 
-    /// Takes the cache lock (released when the file is closed, also when the
-    /// process dies).
-    fn lock(&self) -> Result<File, MountError> {
-        let path = self.run_dir.join("images.lock");
-        fs::create_dir_all(self.images()).map_err(cache_err(&path))?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(cache_err(&path))?;
-        sys::flock_exclusive(file.as_fd()).map_err(cache_err(&path))?;
-        Ok(file)
+    /// Refuses a new image entry when a cap is reached, after unmounting
+    /// every idle image (under the node-wide lock).
+    fn check_room(&self, images: &Dir, name: &str) -> Result<(), MountError> {
+        if images.names(|n| n == name)?.len() == 1 {
+            return Ok(());
+        }
+        if self.over_a_limit(images)?.is_some() {
+            self.reap_locked(Duration::ZERO, SystemTime::now())?;
+        }
+        match self.over_a_limit(images)? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn over_a_limit(&self, images: &Dir) -> Result<Option<MountError>, MountError> {
+        let names = images.names(is_cache_name)?;
+        let count = names.len() as u64;
+        if count >= self.limits.max_images {
+            return Ok(Some(MountError::TooManyImages {
+                count,
+                limit: self.limits.max_images,
+                key: "max_images",
+            }));
+        }
+        let Some(uid) = self.limits.uid else {
+            return Ok(None);
+        };
+        let mine = names
+            .iter()
+            .filter(|n| owner_of(images, n) == Some(uid))
+            .count() as u64;
+        if mine >= self.limits.max_images_per_user {
+            return Ok(Some(MountError::TooManyImages {
+                count: mine,
+                limit: self.limits.max_images_per_user,
+                key: "max_images_per_user",
+            }));
+        }
+        Ok(None)
+    }
+
+    fn run_dir(&self) -> Result<Dir, MountError> {
+        Ok(Dir::open(&self.run_dir)?)
+    }
+
+    fn images(&self) -> Result<Dir, MountError> {
+        Ok(self.run_dir()?.subdir("images")?)
+    }
+
+    fn views(&self) -> Result<Dir, MountError> {
+        Ok(self.run_dir()?.subdir("views")?)
+    }
+
+    /// Takes the node-wide cache lock, for bookkeeping only (released when
+    /// the file is closed, also when the process dies).
+    fn lock(&self) -> Result<Lock, MountError> {
+        Ok(self.run_dir()?.lock("images.lock")?)
     }
 
     /// The image's mount for `holder`: mounted now from `image` (the user's
     /// descriptor) unless a live mount of the same key exists. Mounts idle for
-    /// `idle` (e.g. left by a crashed slurmstepd) are unmounted first.
+    /// `idle` (e.g. left by a crashed slurmstepd) are unmounted first. The
+    /// node-wide lock covers the bookkeeping; the kernel mount happens under
+    /// the image's own lock, so a hung filesystem stalls only its own steps.
     pub fn acquire(
         &self,
         image: &File,
@@ -193,36 +290,44 @@ impl Cache {
         holder: Holder,
         idle: Duration,
     ) -> Result<Lease, MountError> {
-        let _lock = self.lock()?;
-        self.reap_locked(idle, SystemTime::now())?;
-        let dir = self.images().join(key.dir_name());
-        let root = dir.join("root");
-        let holders = dir.join("holders");
-        fs::create_dir_all(&root).map_err(cache_err(&root))?;
-        fs::create_dir_all(&holders).map_err(cache_err(&holders))?;
-        let mounted_now = if is_mounted(&root) {
-            false
-        } else {
-            mount_image(image, key.extent, &root)?;
-            true
+        let name = key.dir_name();
+        let entry = {
+            let _lock = self.lock()?;
+            self.reap_locked(idle, SystemTime::now())?;
+            let images = self.images()?;
+            self.check_room(&images, &name)?;
+            let entry = images.subdir(&name)?;
+            if let Some(uid) = self.limits.uid {
+                if entry.read_file("owner", 16).ok().flatten().is_none() {
+                    entry.write_atomically("owner", uid.to_string().as_bytes())?;
+                }
+            }
+            entry.subdir("holders")?.create_file(&holder.file_name())?;
+            entry
         };
-        let holder_file = holders.join(holder.file_name());
-        File::create(&holder_file).map_err(cache_err(&holder_file))?;
-        Ok(Lease {
-            root,
-            mounted_now,
-            holder_file,
-        })
+        let lease = Lease {
+            root: entry.path().join("root"),
+            mounted_now: false,
+            entry: name,
+            holder: holder.file_name(),
+        };
+        match mount_entry(&entry, image, key.extent) {
+            Ok(mounted_now) => Ok(Lease {
+                mounted_now,
+                ..lease
+            }),
+            Err(e) => {
+                let _ = self.release(lease, idle);
+                Err(e)
+            }
+        }
     }
 
     /// Gives a lease back, then unmounts what has been idle for `idle`.
     pub fn release(&self, lease: Lease, idle: Duration) -> Result<Reaped, MountError> {
         let _lock = self.lock()?;
-        match fs::remove_file(&lease.holder_file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(cache_err(&lease.holder_file)(e)),
-        }
+        let holders = self.images()?.subdir(&lease.entry)?.subdir("holders")?;
+        holders.remove_file(&lease.holder)?;
         self.reap_locked(idle, SystemTime::now())
     }
 
@@ -235,64 +340,79 @@ impl Cache {
     fn reap_locked(&self, idle: Duration, now: SystemTime) -> Result<Reaped, MountError> {
         let mut reaped = Reaped::default();
         // Views first: an idle view still holds its image's squashfs.
-        for dir in entries(&self.views())? {
+        let views = self.views()?;
+        for name in views.names(is_cache_name)? {
+            let Ok(dir) = views.subdir(&name) else {
+                continue;
+            };
             if !idle_for(&dir, idle, now, &mut reaped) {
                 continue;
             }
-            let ns = dir.join("ns");
-            if sys::fs_type(&ns).is_ok_and(|t| t == sys::NSFS_MAGIC) {
-                sys::umount2(&ns, libc::MNT_DETACH).map_err(cache_err(&ns))?;
+            if dir.is_mount_of("ns", sys::NSFS_MAGIC) {
+                unmount_entry(&dir, "ns")?;
                 reaped.views += 1;
             }
             for f in ["ns", "key", "scripts"] {
-                let _ = fs::remove_file(dir.join(f));
+                let _ = dir.remove_file(f);
             }
-            let _ = fs::remove_dir(dir.join("holders"));
-            let _ = fs::remove_dir(&dir);
+            let _ = dir.remove_dir("holders");
+            let _ = views.remove_dir(&name);
         }
-        for dir in entries(&self.images())? {
+        let images = self.images()?;
+        for name in images.names(is_cache_name)? {
+            let Ok(dir) = images.subdir(&name) else {
+                continue;
+            };
             if !idle_for(&dir, idle, now, &mut reaped) {
                 continue;
             }
-            let root = dir.join("root");
-            if is_mounted(&root) {
-                sys::umount2(&root, libc::MNT_DETACH).map_err(cache_err(&root))?;
-                reaped.unmounted.push(root.clone());
+            // The image's own lock: a step mounting it right now finishes first.
+            let _image_lock = dir.lock("lock")?;
+            if dir.is_mount_of("root", sys::SQUASHFS_MAGIC) {
+                unmount_entry(&dir, "root")?;
+                reaped.unmounted.push(dir.path().join("root"));
             }
-            let _ = fs::remove_dir(dir.join("holders"));
-            let _ = fs::remove_dir(&root);
-            let _ = fs::remove_dir(&dir);
+            let _ = dir.remove_dir("holders");
+            let _ = dir.remove_dir("root");
+            let _ = dir.remove_file("lock");
+            let _ = dir.remove_file("owner");
+            let _ = images.remove_dir(&name);
         }
         Ok(reaped)
-    }
-
-    fn views(&self) -> PathBuf {
-        self.run_dir.join("views")
     }
 
     /// A step view built earlier for exactly `key` (see [`view_key`]), still
     /// mounted: its namespace, entered by this step's tasks as is.
     pub fn find_view(&self, key: &str, holder: Holder) -> Result<Option<CachedView>, MountError> {
         let _lock = self.lock()?;
-        let dir = self.views().join(key_hash(key));
-        let ns_path = dir.join("ns");
-        let same_key = fs::read_to_string(dir.join("key")).is_ok_and(|k| k == key);
-        if !same_key || !sys::fs_type(&ns_path).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+        let views = self.views()?;
+        let name = key_hash(key);
+        let Ok(dir) = views.subdir(&name) else {
+            return Ok(None);
+        };
+        let same_key = dir
+            .read_file("key", key.len() as u64)
+            .ok()
+            .flatten()
+            .is_some_and(|k| k == key.as_bytes());
+        if !same_key || !dir.is_mount_of("ns", sys::NSFS_MAGIC) {
             return Ok(None);
         }
-        let ns: OwnedFd = File::options()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&ns_path)
-            .map_err(cache_err(&ns_path))?
-            .into();
-        let scripts = decode_scripts(&fs::read(dir.join("scripts")).unwrap_or_default());
-        let holder_file = dir.join("holders").join(holder.file_name());
-        File::create(&holder_file).map_err(cache_err(&holder_file))?;
+        let ns: OwnedFd = dir.open_read("ns")?.into();
+        let scripts = dir
+            .read_file("scripts", SCRIPTS_LIMIT)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let scripts = decode_scripts(&scripts);
+        dir.subdir("holders")?.create_file(&holder.file_name())?;
         Ok(Some(CachedView {
             ns,
             scripts,
-            lease: ViewLease { holder_file },
+            lease: ViewLease {
+                entry: name,
+                holder: holder.file_name(),
+            },
         }))
     }
 
@@ -306,39 +426,74 @@ impl Cache {
         holder: Holder,
     ) -> Result<ViewLease, MountError> {
         let _lock = self.lock()?;
-        let dir = self.views().join(key_hash(key));
-        let holders = dir.join("holders");
-        fs::create_dir_all(&holders).map_err(cache_err(&holders))?;
-        let ns_path = dir.join("ns");
-        if sys::fs_type(&ns_path).is_ok_and(|t| t == sys::NSFS_MAGIC) {
+        let name = key_hash(key);
+        let dir = self.views()?.subdir(&name)?;
+        let holders = dir.subdir("holders")?;
+        if dir.is_mount_of("ns", sys::NSFS_MAGIC) {
             // Another step stored one meanwhile (or a stale one with another key).
-            sys::umount2(&ns_path, libc::MNT_DETACH).map_err(cache_err(&ns_path))?;
+            unmount_entry(&dir, "ns")?;
         }
-        fs::write(dir.join("key"), key).map_err(cache_err(&dir))?;
-        fs::write(dir.join("scripts"), encode_scripts(scripts)).map_err(cache_err(&dir))?;
-        File::create(&ns_path).map_err(cache_err(&ns_path))?;
-        let source = PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd()));
-        sys::mount(Some(&source), &ns_path, None, libc::MS_BIND, None)
-            .map_err(cache_err(&ns_path))?;
-        let holder_file = holders.join(holder.file_name());
-        File::create(&holder_file).map_err(cache_err(&holder_file))?;
-        Ok(ViewLease { holder_file })
+        dir.write_atomically("key", key.as_bytes())?;
+        dir.write_atomically("scripts", &encode_scripts(scripts))?;
+        drop(dir.open_or_create_file("ns")?);
+        let target = dir.open_path("ns")?;
+        let ns_path = dir.path().join("ns");
+        sys::mount(
+            Some(&fd_path(ns)),
+            &fd_path(target.as_fd()),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(cache_err(&ns_path))?;
+        holders.create_file(&holder.file_name())?;
+        Ok(ViewLease {
+            entry: name,
+            holder: holder.file_name(),
+        })
     }
 
     /// Gives a view back (its namespace stays for later steps until idle).
     pub fn release_view(&self, lease: ViewLease) -> Result<(), MountError> {
         let _lock = self.lock()?;
-        match fs::remove_file(&lease.holder_file) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(cache_err(&lease.holder_file)(e)),
-            _ => Ok(()),
-        }
+        let holders = self.views()?.subdir(&lease.entry)?.subdir("holders")?;
+        Ok(holders.remove_file(&lease.holder)?)
     }
+}
+
+/// The uid recorded as the first user of the image entry `name`.
+fn owner_of(images: &Dir, name: &str) -> Option<u32> {
+    let dir = images.subdir(name).ok()?;
+    let text = dir.read_file("owner", 16).ok()??;
+    std::str::from_utf8(&text).ok()?.trim().parse().ok()
+}
+
+/// Kept env scripts larger than this are not read back.
+const SCRIPTS_LIMIT: u64 = 16 << 20;
+
+/// Under the image's own lock: mounts the image on `root` (created 0700 by
+/// berth, reached by descriptor) unless it is mounted already.
+fn mount_entry(entry: &Dir, image: &File, extent: Extent) -> Result<bool, MountError> {
+    let _image_lock = entry.lock("lock")?;
+    if entry.is_mount_of("root", sys::SQUASHFS_MAGIC) {
+        return Ok(false);
+    }
+    let target = entry.make_mount_point("root")?;
+    mount_image(image, extent, &fd_path(target.as_fd()))?;
+    Ok(true)
+}
+
+/// Detaches the mount on `name`, reached through its descriptor.
+fn unmount_entry(dir: &Dir, name: &str) -> Result<(), MountError> {
+    let fd = dir.open_path(name)?;
+    sys::umount2(&fd_path(fd.as_fd()), libc::MNT_DETACH).map_err(cache_err(&dir.path().join(name)))
 }
 
 /// A step's use of a kept view (see [`Cache::find_view`]).
 #[derive(Debug)]
 pub struct ViewLease {
-    holder_file: PathBuf,
+    entry: String,
+    holder: String,
 }
 
 /// A kept view, found for a new step.
@@ -381,25 +536,18 @@ fn decode_scripts(bytes: &[u8]) -> Vec<Script> {
         .collect()
 }
 
-/// The subdirectories of `dir` (none if it does not exist).
-fn entries(dir: &Path) -> Result<Vec<PathBuf>, MountError> {
-    match fs::read_dir(dir) {
-        Ok(e) => Ok(e.flatten().map(|e| e.path()).collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(cache_err(dir)(e)),
-    }
-}
-
 /// Drops the dead holders of a cache entry; whether it has had no live one
 /// for `idle`.
-fn idle_for(dir: &Path, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> bool {
-    let holders = dir.join("holders");
+fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> bool {
+    let Ok(holders) = dir.subdir("holders") else {
+        return false;
+    };
     let mut live = 0;
-    for h in fs::read_dir(&holders).into_iter().flatten().flatten() {
-        match Holder::parse(&h.file_name().to_string_lossy()) {
+    for name in holders.names(|_| true).unwrap_or_default() {
+        match Holder::parse(&name) {
             Some(holder) if holder.alive() => live += 1,
             _ => {
-                let _ = fs::remove_file(h.path());
+                let _ = holders.remove_file(&name);
                 reaped.dead_holders += 1;
             }
         }
@@ -407,13 +555,12 @@ fn idle_for(dir: &Path, idle: Duration, now: SystemTime, reaped: &mut Reaped) ->
     if live > 0 {
         return false;
     }
-    let last_used = fs::metadata(&holders)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let last_used = dir.mtime_of("holders").unwrap_or(SystemTime::UNIX_EPOCH);
     now.duration_since(last_used).unwrap_or_default() >= idle
 }
 
-/// Whether `root` is a squashfs mounted over its directory.
+/// Whether `root` is a squashfs mounted over its directory (for tests and
+/// `berth doctor`; root-side code uses [`Dir::is_mount_of`]).
 pub fn is_mounted(root: &Path) -> bool {
     let (Ok(here), Some(Ok(parent))) = (fs::metadata(root), root.parent().map(fs::metadata)) else {
         return false;
@@ -475,6 +622,8 @@ mod tests {
             ino: 0x1234,
             mtime_sec: 1_700_000_000,
             mtime_nsec: 5,
+            ctime_sec: 1_700_000_001,
+            ctime_nsec: 7,
             size: 4096,
             extent: Extent {
                 offset: 32768,
@@ -483,13 +632,18 @@ mod tests {
         };
         assert_eq!(
             key.dir_name(),
-            "803-1234-1700000000.000000005-4096-32768+1024"
+            "803-1234-1700000000.000000005-1700000001.000000007-4096-32768+1024"
         );
         let other = Key {
             mtime_nsec: 6,
             ..key.clone()
         };
         assert_ne!(key.dir_name(), other.dir_name());
+        let rewritten = Key {
+            ctime_nsec: 8,
+            ..key.clone()
+        };
+        assert_ne!(key.dir_name(), rewritten.dir_name());
     }
 
     #[test]
@@ -505,6 +659,32 @@ mod tests {
         fs::write(&q, b"two").unwrap();
         fs::rename(&q, &p).unwrap();
         assert_ne!(a, Key::of(&fs::metadata(&p).unwrap(), extent));
+    }
+
+    #[test]
+    fn keys_see_a_rewrite_with_the_old_mtime_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        fs::write(&p, b"one").unwrap();
+        let extent = Extent { offset: 0, size: 3 };
+        let before = fs::metadata(&p).unwrap();
+        let a = Key::of(&before, extent);
+        std::thread::sleep(Duration::from_millis(20));
+        // Same inode, same size, then `touch -d` the old mtime back.
+        fs::write(&p, b"two").unwrap();
+        let old = std::fs::FileTimes::new().set_modified(before.modified().unwrap());
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_times(old)
+            .unwrap();
+        let b = Key::of(&fs::metadata(&p).unwrap(), extent);
+        assert_eq!(
+            (a.ino, a.mtime_sec, a.mtime_nsec),
+            (b.ino, b.mtime_sec, b.mtime_nsec)
+        );
+        assert_ne!(a.dir_name(), b.dir_name());
     }
 
     #[test]
@@ -525,8 +705,8 @@ mod tests {
 
     #[test]
     fn reaping_drops_dead_holders_and_keeps_live_ones() {
-        let run = tempfile::tempdir().unwrap();
-        let cache = Cache::new(run.path());
+        let run = crate::run_dir::testdir::new("cache-reap");
+        let cache = Cache::new(&run);
         let me = Holder::current().unwrap();
         for (name, holder) in [
             ("a", me),
@@ -538,20 +718,20 @@ mod tests {
                 },
             ),
         ] {
-            let holders = run.path().join("images").join(name).join("holders");
+            let holders = run.join("images").join(name).join("holders");
             fs::create_dir_all(&holders).unwrap();
-            fs::create_dir_all(run.path().join("images").join(name).join("root")).unwrap();
+            fs::create_dir_all(run.join("images").join(name).join("root")).unwrap();
             File::create(holders.join(holder.file_name())).unwrap();
         }
         let reaped = cache.reap(Duration::ZERO).unwrap();
         assert_eq!(reaped.dead_holders, 1);
         assert!(reaped.unmounted.is_empty(), "nothing was mounted");
         assert!(
-            run.path().join("images/a").exists(),
+            run.join("images/a").exists(),
             "a live holder keeps its image"
         );
         assert!(
-            !run.path().join("images/b").exists(),
+            !run.join("images/b").exists(),
             "an idle, unmounted image is removed"
         );
     }
@@ -575,11 +755,45 @@ mod tests {
 
     #[test]
     fn an_image_used_recently_stays() {
-        let run = tempfile::tempdir().unwrap();
-        let holders = run.path().join("images/x/holders");
+        let run = crate::run_dir::testdir::new("cache-recent");
+        let holders = run.join("images/ab/holders");
         fs::create_dir_all(&holders).unwrap();
-        let cache = Cache::new(run.path());
+        let cache = Cache::new(&run);
         cache.reap(Duration::from_secs(300)).unwrap();
         assert!(holders.exists());
+    }
+
+    #[test]
+    fn a_full_cache_refuses_new_images_naming_the_key() {
+        let run = crate::run_dir::testdir::new("cache-cap");
+        let me = Holder::current().unwrap();
+        for name in ["a1", "a2"] {
+            let holders = run.join("images").join(name).join("holders");
+            fs::create_dir_all(&holders).unwrap();
+            File::create(holders.join(me.file_name())).unwrap();
+            fs::write(run.join("images").join(name).join("owner"), "1000").unwrap();
+        }
+        let images = || Dir::open(&run).unwrap().subdir("images").unwrap();
+        let limits = |max_images, per_user| Limits {
+            max_images,
+            max_images_per_user: per_user,
+            uid: Some(1000),
+        };
+        let cache = Cache::new(&run).limited(limits(2, 16));
+        let err = cache.check_room(&images(), "b1").unwrap_err().to_string();
+        assert!(err.contains("already has 2 mounted images"), "{err}");
+        assert!(err.contains("`max_images=2`"), "{err}");
+        assert!(
+            cache.check_room(&images(), "a1").is_ok(),
+            "a mounted key is reused"
+        );
+        let cache = Cache::new(&run).limited(limits(256, 2));
+        let err = cache.check_room(&images(), "b1").unwrap_err().to_string();
+        assert!(err.contains("`max_images_per_user=2`"), "{err}");
+        let other = Cache::new(&run).limited(Limits {
+            uid: Some(1001),
+            ..limits(256, 2)
+        });
+        assert!(other.check_room(&images(), "b1").is_ok());
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::PluginError;
 use crate::config::{Config, ConfigError};
 use crate::container::binds::{self, Bind};
-use crate::container::cache::{Cache, Holder, Lease, ViewLease};
+use crate::container::cache::{Cache, Holder, Lease, Limits, ViewLease};
 use crate::container::identity::{self, Identity};
 use crate::container::{env, image, sys, view, ContainerError};
 use crate::options::{self, UserOptions};
@@ -114,7 +114,11 @@ fn start_step(
         what: "regain root",
         error,
     })?;
-    let cache = Cache::new(&config.run_dir);
+    let cache = Cache::new(&config.run_dir).limited(Limits {
+        max_images: config.max_images,
+        max_images_per_user: config.max_images_per_user,
+        uid: Some(identity.user.uid),
+    });
     let holder = Holder::current().map_err(|error| ContainerError::Setup {
         what: "identify slurmstepd",
         error,
@@ -348,14 +352,16 @@ fn plan_binds(
 }
 
 /// `run_dir/stage`: an empty directory each step's private namespace mounts
-/// its overlay's tmpfs on (invisible to the host).
+/// its overlay's tmpfs on (invisible to the host); 0700, made through the
+/// checked run_dir handle, so no component of its path is a user's.
 fn stage_dir(config: &Config) -> Result<PathBuf, ContainerError> {
-    let stage = config.run_dir.join("stage");
-    std::fs::create_dir_all(&stage).map_err(|error| ContainerError::Setup {
-        what: "create berth's run directory",
-        error,
-    })?;
-    Ok(stage)
+    let stage = crate::run_dir::Dir::open(&config.run_dir)
+        .and_then(|run| run.subdir("stage"))
+        .map_err(|e| ContainerError::Setup {
+            what: "create berth's run directory",
+            error: std::io::Error::other(e.to_string()),
+        })?;
+    Ok(stage.path().to_path_buf())
 }
 
 /// Microseconds per named phase of `user_init`, for the debug log.

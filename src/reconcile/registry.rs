@@ -5,12 +5,10 @@
 //! holder that died without letting go (slurmstepd killed) is dropped the
 //! next time any step takes the lock.
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{CgroupError, Cgroups, Group};
+use crate::cgroup::{is_normal_group_path, CgroupError, Cgroups, Group};
+use crate::run_dir::{Dir, RunDirError};
 
 use super::process;
 
@@ -56,68 +54,63 @@ pub struct State {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: io::Error },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
 }
 
+/// state.json larger than this is refused (a few hundred entries fit).
+const STATE_LIMIT: u64 = 1 << 20;
+
+/// The interface files berth changes and may restore.
+const RESTORABLE_FILES: &[&str] = &[
+    "cpu.shares",
+    "cpu.weight",
+    "cpuset.cpus",
+    "cpuset.mems",
+    "cgroup.procs",
+    "tasks",
+];
+
 pub struct Registry {
-    dir: PathBuf,
-}
-
-struct Lock(File);
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking our own open descriptor.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
+    run_dir: PathBuf,
 }
 
 impl Registry {
     pub fn new(run_dir: &Path) -> Registry {
         Registry {
-            dir: run_dir.join("reconcile"),
+            run_dir: run_dir.to_path_buf(),
         }
     }
 
-    fn io(path: &Path) -> impl Fn(io::Error) -> RegistryError + '_ {
-        move |error| RegistryError::Io {
-            path: path.to_path_buf(),
-            error,
+    fn dir(&self) -> Result<Dir, RegistryError> {
+        Ok(Dir::open(&self.run_dir)?.subdir("reconcile")?)
+    }
+
+    /// Reads state.json as untrusted: owner and mode checked, size bounded,
+    /// and every implausible entry dropped with a log line.
+    fn load(dir: &Dir) -> State {
+        let bytes = match dir.read_file("state.json", STATE_LIMIT) {
+            Ok(Some(b)) => b,
+            Ok(None) => return State::default(),
+            Err(e) => {
+                log::warn!("ignoring reconcile state: {e}");
+                return State::default();
+            }
+        };
+        match serde_json::from_slice::<State>(&bytes) {
+            Ok(state) => plausible(state),
+            Err(e) => {
+                log::warn!("ignoring reconcile state {}: {e}", dir.path().display());
+                State::default()
+            }
         }
     }
 
-    fn lock(&self) -> Result<Lock, RegistryError> {
-        fs::create_dir_all(&self.dir).map_err(Registry::io(&self.dir))?;
-        let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Registry::io(&path))?;
-        // SAFETY: flock on an open descriptor; released by Lock's drop.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Registry::io(&path)(io::Error::last_os_error()));
-        }
-        Ok(Lock(file))
-    }
-
-    fn load(&self) -> State {
-        fs::read_to_string(self.dir.join("state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    }
-
-    fn save(&self, state: &State) -> Result<(), RegistryError> {
-        let path = self.dir.join("state.json");
-        let tmp = self.dir.join(format!("state.json.{}", std::process::id()));
+    fn save(dir: &Dir, state: &State) -> Result<(), RegistryError> {
         let text = serde_json::to_string_pretty(state).unwrap_or_default();
-        fs::write(&tmp, text).map_err(Registry::io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(Registry::io(&path))
+        Ok(dir.write_atomically("state.json", text.as_bytes())?)
     }
 
     /// Runs `f` on the shared state under the lock, after restoring what
@@ -127,20 +120,27 @@ impl Registry {
         cg: &Cgroups,
         f: impl FnOnce(&mut State) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let _lock = self.lock()?;
-        let mut state = self.load();
+        let dir = self.dir()?;
+        let _lock = dir.lock("lock")?;
+        let mut state = Registry::load(&dir);
         for e in &mut state.entries {
             e.holders.retain(Holder::alive);
         }
         restore_unheld(cg, &mut state);
         let out = f(&mut state);
-        self.save(&state)?;
+        Registry::save(&dir, &state)?;
         out
     }
 
     /// The recorded state, read without the lock (for planning, `berth doctor`, tests).
     pub fn snapshot(&self) -> State {
-        self.load()
+        match self.dir() {
+            Ok(dir) => Registry::load(&dir),
+            Err(e) => {
+                log::warn!("cannot read reconcile state: {e}");
+                State::default()
+            }
+        }
     }
 }
 
@@ -219,6 +219,40 @@ impl State {
     }
 }
 
+/// Keeps only entries root may act on: a normalised group path inside its
+/// hierarchy and, for files, one of the interface files berth writes.
+fn plausible(state: State) -> State {
+    let entries = state
+        .entries
+        .into_iter()
+        .filter(|e| {
+            let ok = entry_is_plausible(e);
+            if !ok {
+                log::warn!(
+                    "dropping implausible reconcile entry {}",
+                    format!("{:?}", e.resource).escape_debug()
+                );
+            }
+            ok
+        })
+        .collect();
+    State { entries }
+}
+
+fn entry_is_plausible(e: &Entry) -> bool {
+    let original_ok = e
+        .original
+        .as_deref()
+        .is_none_or(|v| v.len() <= 4096 && !v.contains('\0'));
+    let resource_ok = match &e.resource {
+        Resource::File { group, file } => {
+            is_normal_group_path(&group.path) && RESTORABLE_FILES.contains(&file.as_str())
+        }
+        Resource::Created { group } => is_normal_group_path(&group.path) && group.path != "/",
+    };
+    original_ok && resource_ok && e.holders.len() <= 4096
+}
+
 /// Restores, newest first, every entry nobody holds; keeps an entry whose
 /// restore failed (e.g. a group still in use) for a later try.
 fn restore_unheld(cg: &Cgroups, state: &mut State) {
@@ -260,7 +294,7 @@ mod tests {
         v1_cpuset(&m, "/", "0-3", "0");
         v1_cpuset(&m, "/ext", "0", "0");
         let cg = Cgroups::new(m);
-        let reg = Registry::new(&dir.path().join("run"));
+        let reg = Registry::new(&crate::run_dir::testdir::new("reg-last"));
         let ext = Group::new(Hierarchy::CpusetV1, "/ext");
         let me = Holder::this_process().unwrap();
         let other = Holder {
@@ -306,7 +340,7 @@ mod tests {
         v1_cpu(&m, "/", 1024);
         v1_cpu(&m, "/existing", 1024);
         let cg = Cgroups::new(m.clone());
-        let reg = Registry::new(dir.path());
+        let reg = Registry::new(&crate::run_dir::testdir::new("reg-created"));
         let me = Holder::this_process().unwrap();
         let g = Group::new(Hierarchy::CpuV1, "/berthmade");
         reg.with(&cg, |s| s.create_group(&cg, me, &g)).unwrap();
@@ -324,5 +358,71 @@ mod tests {
             cg.exists(&existing),
             "a group berth did not make is never removed"
         );
+    }
+
+    #[test]
+    fn state_json_is_0600_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = Cgroups::new(v1_mounts(&dir.path().join("cg")));
+        let run = crate::run_dir::testdir::new("reg-mode");
+        // SAFETY: umask cannot fail.
+        let old = unsafe { libc::umask(0) };
+        Registry::new(&run).with(&cg, |_| Ok(())).unwrap();
+        unsafe { libc::umask(old) };
+        let mode = |p: &Path| crate::run_dir::mode_of(&std::fs::metadata(p).unwrap());
+        assert_eq!(mode(&run.join("reconcile")), 0o700);
+        assert_eq!(mode(&run.join("reconcile/state.json")), 0o600);
+        assert_eq!(mode(&run.join("reconcile/lock")), 0o600);
+    }
+
+    #[test]
+    fn forged_entries_are_dropped_and_never_acted_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = v1_mounts(&dir.path().join("cg"));
+        v1_cpu(&m, "/", 1024);
+        let cg = Cgroups::new(m);
+        let run = crate::run_dir::testdir::new("reg-forged");
+        let reg = Registry::new(&run);
+        reg.with(&cg, |_| Ok(())).unwrap();
+        let victim = dir.path().join("victim");
+        let forged = serde_json::json!({"entries": [
+            {"resource": {"kind": "file",
+                "group": {"hierarchy": "cpu_v1", "path": "/../../victim-dir"},
+                "file": "cpu.shares"}, "original": "owned", "holders": []},
+            {"resource": {"kind": "file",
+                "group": {"hierarchy": "cpu_v1", "path": "/"},
+                "file": "../../victim"}, "original": "owned", "holders": []},
+            {"resource": {"kind": "created",
+                "group": {"hierarchy": "cpu_v1", "path": "/.."}}, "holders": []},
+        ]});
+        let parsed: State = serde_json::from_value(forged.clone()).unwrap();
+        assert_eq!(
+            parsed.entries.len(),
+            3,
+            "the forgery parses; plausible() drops it"
+        );
+        let state = run.join("reconcile/state.json");
+        std::fs::write(&state, forged.to_string()).unwrap();
+        reg.with(&cg, |_| Ok(())).unwrap();
+        assert!(!victim.exists());
+        assert!(dir.path().exists());
+        assert!(reg.snapshot().entries.is_empty());
+    }
+
+    #[test]
+    fn a_group_writable_state_json_is_ignored() {
+        let run = crate::run_dir::testdir::new("reg-writable");
+        let dir = tempfile::tempdir().unwrap();
+        let m = v1_mounts(&dir.path().join("cg"));
+        v1_cpu(&m, "/", 1024);
+        let cg = Cgroups::new(m);
+        let reg = Registry::new(&run);
+        reg.with(&cg, |_| Ok(())).unwrap();
+        let state = run.join("reconcile/state.json");
+        let entry = r#"{"entries":[{"resource":{"kind":"file","group":{"hierarchy":"cpu_v1","path":"/"},"file":"cpu.shares"},"original":"2","holders":[]}]}"#;
+        std::fs::write(&state, entry).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(reg.snapshot().entries.is_empty());
     }
 }
