@@ -275,3 +275,52 @@ fn a_user_cannot_plant_symlinks_under_run_dir() {
         .collect();
     assert!(links.is_empty(), "{links:?}");
 }
+
+/// The same for a reconciled step: under `umask 000`, what berth writes as root for
+/// the step (its registry under run_dir, the cpu group that keeps the external
+/// cpuset's weight) is not writable by the user: the task itself checks while the
+/// change is in place.
+#[test]
+fn umask_000_in_a_reconciled_step_leaves_root_only_state_and_groups() {
+    use support::scenarios::{external_name, ExternalCpuset};
+    let Some(cluster) = cluster() else {
+        return;
+    };
+    let _ = fs::remove_dir_all(host_run_dir(&cluster));
+    let ext = ExternalCpuset::create(&external_name(&cluster, "umask"), "1", "0");
+    cluster.ensure(
+        &Setup::default()
+            .plugstack_args(&format!(
+                "log_hooks=yes run_dir={} cpuset_policy=shares",
+                run_dir(&cluster)
+            ))
+            .slurmd_cpuset(ext.name()),
+    );
+    let task = format!(
+        "stat -c '%a %n' {dir} {dir}/reconcile /sys/fs/cgroup/cpu/{ext}; grep ^Cpus_allowed_list: /proc/self/status",
+        dir = run_dir(&cluster),
+        ext = ext.name()
+    );
+    let cmd = format!("umask 000; srun -n1 /bin/sh -c \"{task}\"");
+    let run = cluster.client(Some(TEST_USER), &[], &["/bin/sh", "-c", &cmd]);
+    cluster.ensure(&Setup::default());
+    run.assert_ok();
+    let modes: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        modes[..3],
+        [
+            format!("755 {}", run_dir(&cluster)),
+            format!("700 {}/reconcile", run_dir(&cluster)),
+            format!("755 /sys/fs/cgroup/cpu/{}", ext.name()),
+        ],
+        "{run}"
+    );
+    assert!(
+        modes[3].ends_with("\t0") || modes[3].ends_with(" 0"),
+        "the step ran on its CPU 0:\n{run}"
+    );
+    for (path, mode, is_dir) in modes_under(&host_run_dir(&cluster)) {
+        let want = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:04o}", path.display());
+    }
+}
