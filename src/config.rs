@@ -584,6 +584,9 @@ mod tests {
             "user_binds=none",
             "mount_idle_seconds=60",
             "run_dir=/var/run/berth",
+            "writable_tmpfs_mib=64",
+            "squashfs_mount=limited",
+            "image_paths=",
         ];
         let config = Config::from_args(&args).unwrap();
         let again: Vec<String> = config

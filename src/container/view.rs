@@ -310,8 +310,20 @@ fn attach_binds(trees: &[Tree]) -> Result<(), ViewError> {
                 error,
             }
         };
-        let target = sys::open_path_in_root(root.as_fd(), &t.bind.target)
-            .map_err(err("resolve the target in the container"))?;
+        let target = match sys::open_path_in_root(root.as_fd(), &t.bind.target) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // A missing target under a forbidden place: say where it is.
+                if let Some(parent) = t.bind.target.parent() {
+                    if let Ok(p) = sys::open_path_in_root(root.as_fd(), parent) {
+                        if t.bind.origin != Origin::System {
+                            check_landing(&t.bind.target, p.as_fd())?;
+                        }
+                    }
+                }
+                return Err(err("resolve the target in the container")(e));
+            }
+        };
         if t.bind.origin != Origin::System {
             check_landing(&t.bind.target, target.as_fd())?;
         }
