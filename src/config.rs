@@ -55,6 +55,43 @@ impl fmt::Display for CpusetPolicy {
     }
 }
 
+/// Which images berth lets the kernel's squashfs driver mount for a user
+/// (Apptainer's `allow setuid-mount squashfs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SquashfsMount {
+    /// Only images under `image_paths=`, or that no one but root can write.
+    Limited,
+    /// Any image the user can read.
+    Any,
+    /// None: container steps are refused.
+    No,
+}
+
+impl SquashfsMount {
+    pub const ACCEPTED: &'static str = "limited, any, no";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SquashfsMount::Limited => "limited",
+            SquashfsMount::Any => "any",
+            SquashfsMount::No => "no",
+        }
+    }
+}
+
+impl FromStr for SquashfsMount {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "limited" => Ok(SquashfsMount::Limited),
+            "any" => Ok(SquashfsMount::Any),
+            "no" => Ok(SquashfsMount::No),
+            _ => Err(()),
+        }
+    }
+}
+
 /// A bind mount the site adds to every container: `SRC[:DST][:ro]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SiteBind {
@@ -92,6 +129,12 @@ pub struct Config {
     pub max_images: u64,
     /// `max_images_per_user=`: mounted images one user's steps may add.
     pub max_images_per_user: u64,
+    /// `writable_tmpfs_mib=`: size of the tmpfs holding a view's writes.
+    pub writable_tmpfs_mib: u64,
+    /// `squashfs_mount=`: which images the kernel may mount for a user.
+    pub squashfs_mount: SquashfsMount,
+    /// `image_paths=`: directories of admin-vetted images (`limited`).
+    pub image_paths: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -109,6 +152,9 @@ impl Default for Config {
             run_dir: PathBuf::from("/run/berth"),
             max_images: 256,
             max_images_per_user: 16,
+            writable_tmpfs_mib: 64,
+            squashfs_mount: SquashfsMount::Limited,
+            image_paths: Vec::new(),
         }
     }
 }
@@ -212,6 +258,24 @@ pub const KEYS: &[Key] = &[
         default: "16",
         accepted: "a whole number",
         description: "how many of those mounted images one user's steps may have added",
+    },
+    Key {
+        name: "writable_tmpfs_mib",
+        default: "64",
+        accepted: "a whole number of MiB, at least 1",
+        description: "size of the tmpfs that holds a container's writes (`--container-writable`, generated files); writing past it gives ENOSPC in the task (Apptainer's `sessiondir max size`)",
+    },
+    Key {
+        name: "squashfs_mount",
+        default: "limited",
+        accepted: "limited, any, no",
+        description: "which images the kernel's squashfs driver mounts for a user (Apptainer's `allow setuid-mount squashfs`): `limited` only an image under `image_paths=` or one that neither the user nor anyone but root can write (the file and every directory above it); `any` every image the user can read (the kernel driver then parses user-crafted bytes as root); `no` none",
+    },
+    Key {
+        name: "image_paths",
+        default: "",
+        accepted: "absolute directories, comma-separated",
+        description: "directories of images the site vouches for: with `squashfs_mount=limited` an image under one of them (resolved path) is mounted even if its owner can write it",
     },
 ];
 
@@ -351,6 +415,9 @@ impl Config {
             ("run_dir", self.run_dir.display().to_string()),
             ("max_images", self.max_images.to_string()),
             ("max_images_per_user", self.max_images_per_user.to_string()),
+            ("writable_tmpfs_mib", self.writable_tmpfs_mib.to_string()),
+            ("squashfs_mount", self.squashfs_mount.name().to_string()),
+            ("image_paths", paths(&self.image_paths)),
         ]
     }
 
@@ -410,6 +477,18 @@ impl Config {
             "run_dir" => self.run_dir = parse_abs_path(value)?,
             "max_images" => self.max_images = parse_count(value)?,
             "max_images_per_user" => self.max_images_per_user = parse_count(value)?,
+            "writable_tmpfs_mib" => {
+                self.writable_tmpfs_mib = match value.parse() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err("expected a whole number of MiB, at least 1".into()),
+                }
+            }
+            "squashfs_mount" => {
+                self.squashfs_mount = value
+                    .parse()
+                    .map_err(|_| format!("accepted values: {}", SquashfsMount::ACCEPTED))?
+            }
+            "image_paths" => self.image_paths = parse_list(value, parse_abs_path)?,
             _ => return Err(format!("unknown key '{key}'; known keys: {}", key_names())),
         }
         Ok(())
@@ -445,6 +524,9 @@ mod tests {
             "user_binds=/home,/scratch",
             "mount_idle_seconds=60",
             "run_dir=/var/run/berth",
+            "writable_tmpfs_mib=128",
+            "squashfs_mount=any",
+            "image_paths=/opt/images,/srv/sif",
         ])
         .unwrap();
         assert_eq!(config.cpuset_policy, CpusetPolicy::Widen);
@@ -473,6 +555,23 @@ mod tests {
         );
         assert_eq!(config.mount_idle_seconds, 60);
         assert_eq!(config.run_dir, PathBuf::from("/var/run/berth"));
+        assert_eq!(config.writable_tmpfs_mib, 128);
+        assert_eq!(config.squashfs_mount, SquashfsMount::Any);
+        assert_eq!(
+            config.image_paths,
+            vec![PathBuf::from("/opt/images"), PathBuf::from("/srv/sif")]
+        );
+    }
+
+    #[test]
+    fn a_zero_tmpfs_and_an_unknown_squashfs_policy_are_refused() {
+        for arg in [
+            "writable_tmpfs_mib=0",
+            "squashfs_mount=yes",
+            "image_paths=rel",
+        ] {
+            assert!(Config::from_args(&[arg]).is_err(), "{arg}");
+        }
     }
 
     #[test]
@@ -549,6 +648,9 @@ mod tests {
             "run_dir=/var/run/berth",
             "max_images=8",
             "max_images_per_user=2",
+            "writable_tmpfs_mib=64",
+            "squashfs_mount=limited",
+            "image_paths=",
         ];
         let config = Config::from_args(&args).unwrap();
         assert_eq!((config.max_images, config.max_images_per_user), (8, 2));

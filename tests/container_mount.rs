@@ -38,11 +38,17 @@ struct Fixture {
 
 /// A busybox image and a run_dir, outside /tmp (which the view binds).
 fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+/// As [`fixture`], with `change` applied to the image's root before packing.
+fn fixture_with(change: impl FnOnce(&Path)) -> Fixture {
     require_root();
     fs::create_dir_all("/var/tmp/berth-tests").unwrap();
     let tmp = tempfile::tempdir_in("/var/tmp/berth-tests").unwrap();
     let dir = tmp.path().to_path_buf();
     let root = busybox_root(&dir);
+    change(&root);
     let image = dir.join("img.sqfs");
     squashfs(&root, &image, &[]);
     let run_dir = dir.join("run");
@@ -171,6 +177,15 @@ fn build_view(
     writable: bool,
     extra: Vec<Bind>,
 ) -> (std::os::fd::OwnedFd, cache::Lease, Cache) {
+    try_build_view(f, writable, extra).unwrap()
+}
+
+/// As [`build_view`]; a refused view gives its error (lease given back).
+fn try_build_view(
+    f: &Fixture,
+    writable: bool,
+    extra: Vec<Bind>,
+) -> Result<(std::os::fd::OwnedFd, cache::Lease, Cache), view::ViewError> {
     let cache = Cache::new(&f.run_dir);
     let (file, key) = key_of(&f.image);
     let lease = cache
@@ -211,19 +226,26 @@ fn build_view(
     };
     let stage = f.run_dir.join("stage");
     fs::create_dir_all(&stage).unwrap();
-    let v = view::build(&Spec {
+    let built = view::build(&Spec {
         image_root: &lease.root,
         stage: &stage,
         writable,
+        tmpfs_mib: 64,
         binds: &plan,
         opened: &opened,
         identity: Some(&identity),
         env_script_max_bytes: 1 << 20,
-    })
-    .unwrap();
+    });
+    let v = match built {
+        Ok(v) => v,
+        Err(e) => {
+            cache.release(lease, Duration::ZERO).unwrap();
+            return Err(e);
+        }
+    };
     assert_eq!(v.scripts.len(), 1, "the image's env script was read");
     eprintln!("view built: {:?}", v.timings);
-    (v.ns, lease, cache)
+    Ok((v.ns, lease, cache))
 }
 
 /// Runs `args` in the view as uid/gid 5001 (or root), with `cwd`.
@@ -390,4 +412,253 @@ fn writable_roots_and_read_only_binds() {
     );
     assert_eq!(out.trim(), "0");
     teardown(&f, ns, lease, cache);
+}
+
+/// The mount options (mountinfo field 6) of `target` as a task sees them.
+fn mount_opts_in(ns: &std::os::fd::OwnedFd, target: &str) -> String {
+    let (_, out, _) = run_in(
+        ns,
+        5001,
+        Path::new("/"),
+        &["/bin/cat", "/proc/self/mountinfo"],
+    );
+    out.lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .rfind(|f| f.get(4) == Some(&target))
+        .map(|f| f[5].to_string())
+        .unwrap_or_default()
+}
+
+/// A static setuid-root program in the host's /tmp that prints its euid.
+fn host_setuid_euid_printer(dir: &Path) -> PathBuf {
+    let src = dir.join("euid.c");
+    fs::write(
+        &src,
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void){printf(\"%d\\n\",(int)geteuid());return 0;}\n",
+    )
+    .unwrap();
+    let bin = tempfile::Builder::new()
+        .prefix("berth-euid-")
+        .tempfile_in("/tmp")
+        .unwrap()
+        .into_temp_path()
+        .keep()
+        .unwrap();
+    let ok = Command::new("cc")
+        .args(["-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cc -static must work");
+    std::os::unix::fs::PermissionsExt::set_mode(&mut fs::metadata(&bin).unwrap().permissions(), 0);
+    fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    bin
+}
+
+#[test]
+fn tasks_have_no_new_privs_and_host_setuid_binaries_under_system_binds_give_nothing() {
+    let f = fixture();
+    let euid = host_setuid_euid_printer(&f.dir);
+    let (ns, lease, cache) = build_view(&f, false, vec![]);
+    let (_, out, _) = run_in(
+        &ns,
+        5001,
+        Path::new("/"),
+        &["/bin/grep", "NoNewPrivs", "/proc/self/status"],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["NoNewPrivs:", "1"]
+    );
+    let (rc, out, err) = run_in(&ns, 5001, Path::new("/"), &[euid.to_str().unwrap()]);
+    fs::remove_file(&euid).unwrap();
+    assert_eq!(
+        (rc, out.trim()),
+        (0, "5001"),
+        "setuid-root host binary ran as root: {err}"
+    );
+    for t in ["/tmp", "/proc", "/sys"] {
+        let opts = mount_opts_in(&ns, t);
+        assert!(
+            opts.contains("nosuid") && opts.contains("nodev"),
+            "{t}: {opts}"
+        );
+    }
+    let opts = mount_opts_in(&ns, "/dev");
+    assert!(
+        opts.contains("nosuid") && !opts.contains("nodev"),
+        "/dev: {opts}"
+    );
+    teardown(&f, ns, lease, cache);
+}
+
+#[test]
+fn a_device_node_under_a_user_bind_gives_nothing() {
+    let f = fixture();
+    let data = f.dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let status = Command::new("mknod")
+        .arg(data.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::set_permissions(
+        data.join("null"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let bind = Bind {
+        source: data.clone(),
+        target: "/data".into(),
+        read_only: false,
+        origin: Origin::User,
+    };
+    let (ns, lease, cache) = build_view(&f, false, vec![bind]);
+    let (rc, _, err) = run_in(&ns, 0, Path::new("/"), &["/bin/head", "-c1", "/data/null"]);
+    assert_ne!(
+        rc, 0,
+        "a host device node under a bind must not open (nodev)"
+    );
+    assert!(err.contains("Permission denied"), "{err}");
+    teardown(&f, ns, lease, cache);
+}
+
+/// Whether the host's namespace has a mount at `path`.
+fn host_has_mount_at(path: &Path) -> bool {
+    mounts_under(path).iter().any(|m| Path::new(m) == path)
+}
+
+fn mount_tmpfs(target: &Path) {
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "berth-test"])
+        .arg(target)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn propagation_both_ways(shared: bool) {
+    let f = fixture();
+    let data = f.dir.join("data");
+    let inner = f.dir.join("inner");
+    fs::create_dir_all(data.join("later")).unwrap();
+    fs::create_dir_all(data.join("x")).unwrap();
+    fs::create_dir_all(data.join("y")).unwrap();
+    fs::create_dir_all(&inner).unwrap();
+    fs::write(inner.join("mark"), "inner\n").unwrap();
+    if shared {
+        // Every systemd host: the parent mount is shared.
+        let c = |args: &[&str]| {
+            assert!(Command::new("mount").args(args).status().unwrap().success());
+        };
+        c(&["--bind", data.to_str().unwrap(), data.to_str().unwrap()]);
+        c(&["--make-shared", data.to_str().unwrap()]);
+    }
+    let user = |s: &Path, t: &str| Bind {
+        source: s.into(),
+        target: t.into(),
+        read_only: false,
+        origin: Origin::User,
+    };
+    let binds = vec![user(&data, "/data"), user(&inner, "/data/x")];
+    let (ns, lease, cache) = build_view(&f, false, binds);
+    assert_eq!(
+        run_in(&ns, 0, Path::new("/"), &["/bin/cat", "/data/x/mark"]).1,
+        "inner\n"
+    );
+    assert!(
+        !host_has_mount_at(&data.join("x")),
+        "a container bind leaked onto the host"
+    );
+    // A task's own mount stays in the task.
+    let (rc, _, _) = run_in(
+        &ns,
+        0,
+        Path::new("/"),
+        &["/bin/mount", "-t", "tmpfs", "t", "/data/y"],
+    );
+    assert_eq!(rc, 0);
+    assert!(
+        !host_has_mount_at(&data.join("y")),
+        "a task's mount leaked onto the host"
+    );
+    // A host mount made later under the bound dir appears inside.
+    mount_tmpfs(&data.join("later"));
+    fs::write(data.join("later/mark"), "later\n").unwrap();
+    let (_, out, _) = run_in(&ns, 0, Path::new("/"), &["/bin/cat", "/data/later/mark"]);
+    crate::sys_umount(&data.join("later"));
+    if shared {
+        crate::sys_umount(&data);
+    }
+    // (Only a shared host mount has anything to propagate.)
+    if shared {
+        assert_eq!(out, "later\n", "host mount made later did not propagate in");
+    }
+    teardown(&f, ns, lease, cache);
+}
+
+fn sys_umount(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: umount2 with a NUL-terminated path.
+    assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
+}
+
+#[test]
+fn binds_are_slaves_host_mounts_come_in_nothing_goes_out() {
+    propagation_both_ways(false);
+}
+
+#[test]
+fn binds_are_slaves_also_when_the_host_mounts_are_shared() {
+    propagation_both_ways(true);
+}
+
+#[test]
+fn the_writable_tmpfs_is_bounded() {
+    let f = fixture();
+    let (ns, lease, cache) = build_view(&f, true, vec![]);
+    let (rc, _, err) = run_in(
+        &ns,
+        0,
+        Path::new("/"),
+        &["/bin/sh", "-c", "head -c 70000000 /dev/zero > /big"],
+    );
+    assert_ne!(rc, 0, "wrote 70 MB into a 64 MiB tmpfs: {err}");
+    let (_, out, _) = run_in(&ns, 0, Path::new("/"), &["/bin/stat", "-c", "%s", "/big"]);
+    let size: u64 = out.trim().parse().unwrap();
+    assert!(size <= 64 << 20, "{size}");
+    teardown(&f, ns, lease, cache);
+}
+
+#[test]
+fn bind_targets_are_resolved_inside_the_root_and_refused_on_system_dirs() {
+    let f = fixture_with(|root| std::os::unix::fs::symlink("/dev", root.join("d")).unwrap());
+    let data = f.dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    for target in ["/d/shm/x", "/bin/..", "/tmp/../proc/sys/kernel", "/d"] {
+        let bind = Bind {
+            source: data.clone(),
+            target: target.into(),
+            read_only: false,
+            origin: Origin::User,
+        };
+        let err = match try_build_view(&f, false, vec![bind]) {
+            Ok((ns, lease, cache)) => {
+                teardown(&f, ns, lease, cache);
+                panic!("{target}: bound");
+            }
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, view::ViewError::ForbiddenTarget { .. }),
+            "{target}: {err}"
+        );
+        assert!(mounts_under(&f.dir).is_empty() || !mounts_under(&f.dir).is_empty());
+    }
+    let _ = cache::Cache::new(&f.run_dir).reap(Duration::ZERO);
+    assert!(mounts_under(&f.dir).is_empty(), "mounts left behind");
 }

@@ -61,6 +61,8 @@ pub struct Request<'a> {
 pub enum BindError {
     #[error("--container-mounts: target {0} must be an absolute path other than /")]
     BadTarget(PathBuf),
+    #[error("--container-mounts: target {0} contains `..`; give the target's plain absolute path")]
+    DotDotTarget(PathBuf),
     #[error("--container-mounts: {target} is a system directory berth binds itself; choose another target")]
     SystemTarget { target: PathBuf },
     #[error("--container-mounts: source {0} does not exist; create it or fix the path")]
@@ -124,6 +126,12 @@ pub fn plan(req: &Request<'_>) -> Result<Vec<Bind>, BindError> {
         if !m.target.is_absolute() || m.target == Path::new("/") {
             return Err(BindError::BadTarget(m.target.clone()));
         }
+        if m.target
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(BindError::DotDotTarget(m.target.clone()));
+        }
         if SYSTEM
             .iter()
             .any(|s| m.target.starts_with(s) && *s != "/tmp")
@@ -158,6 +166,12 @@ pub fn plan(req: &Request<'_>) -> Result<Vec<Bind>, BindError> {
     // Stable: among equal depths, the order above (system, site, home, user).
     binds.sort_by_key(|b| depth(&b.target));
     Ok(binds)
+}
+
+/// Where a bind that is not a system bind may not land (checked on the
+/// target as resolved inside the container): the root, /proc, /sys, /dev.
+pub fn forbidden_landing(landed: &Path) -> bool {
+    landed == Path::new("/") || SYSTEM.iter().any(|s| *s != "/tmp" && landed.starts_with(s))
 }
 
 /// Whether `resolved` lies under one of the site's `user_binds=` prefixes.

@@ -156,6 +156,7 @@ pub fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
@@ -180,12 +181,14 @@ pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(owned(check_long(rc)?))
 }
 
-/// Sets mount attributes on a whole (detached) tree.
+/// Sets mount attributes on a whole (detached) tree and makes every mount of
+/// it a slave (`MS_SLAVE`): mounts made later under the source still appear
+/// in the copy, nothing mounted in the copy reaches the source's peers.
 pub fn set_tree_attrs(tree: BorrowedFd<'_>, attr_set: u64) -> io::Result<()> {
     let attr = MountAttr {
         attr_set,
         attr_clr: 0,
-        propagation: 0,
+        propagation: libc::MS_SLAVE,
         userns_fd: 0,
     };
     // SAFETY: mount_setattr(dfd, "", AT_EMPTY_PATH|AT_RECURSIVE, &attr, size)
@@ -223,6 +226,25 @@ pub fn move_mount(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Attaches a detached tree on the file or directory `target` refers to (an
+/// `O_PATH` descriptor): no path is resolved again.
+pub fn move_mount_to_fd(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: move_mount(tree, "", target, "", F_EMPTY_PATH|T_EMPTY_PATH)
+    // with valid descriptors and static empty strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check_long(rc)?;
+    Ok(())
+}
+
 /// pivot_root(".", "."): the current directory becomes the root, the old root
 /// is stacked beneath it (and then detached by the caller).
 pub fn pivot_root_here() -> io::Result<()> {
@@ -241,8 +263,7 @@ pub fn unshare_mount_ns() -> io::Result<()> {
     Ok(())
 }
 
-/// Makes every mount of the calling thread's namespace private, so nothing
-/// mounted here propagates back to the namespace it was copied from.
+/// Makes every mount of the calling thread's namespace private.
 pub fn make_mounts_private() -> io::Result<()> {
     mount(
         None,
@@ -251,6 +272,28 @@ pub fn make_mounts_private() -> io::Result<()> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )
+}
+
+/// Makes every mount of the calling thread's namespace a slave of its peer
+/// group (Apptainer's `mount slave = yes`): host mounts made later under a
+/// bound path appear inside, nothing mounted here propagates back to the
+/// namespace it was copied from (even when the host's mounts are shared).
+pub fn make_mounts_slave() -> io::Result<()> {
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_SLAVE,
+        None,
+    )
+}
+
+/// Sets no_new_privs on the calling thread: nothing it execs gains
+/// privileges (setuid bits, file capabilities), inherited by its children.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes plain integers.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    Ok(())
 }
 
 /// Moves the calling thread into the mount namespace `ns`; its root and
@@ -286,6 +329,29 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
     let path = cpath(path)?;
     let how = OpenHow {
         flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and a
+    // struct open_how of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    Ok(owned(check_long(rc)?))
+}
+
+/// Opens `path` as an `O_PATH` descriptor as if `root` were `/`: symlinks
+/// (also a last one) and `..` resolve inside `root`, magic links are refused.
+pub fn open_path_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    let path = cpath(path)?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };

@@ -7,7 +7,9 @@
 //! 1. detached copies of every bind source (open_tree, which copies only
 //!    mounts of the caller's namespace: so first); user sources come from
 //!    descriptors the user opened;
-//! 2. a new mount namespace, everything in it private;
+//! 2. a new mount namespace, everything in it a slave of the host (host
+//!    mounts made later under a bound path appear inside; nothing made here
+//!    reaches the host, even when the host's mounts are shared);
 //! 3. an overlay: the shared read-only squashfs below, a tmpfs above, so mount
 //!    points can be created anywhere (and `--container-writable` costs
 //!    nothing more);
@@ -16,10 +18,16 @@
 //! 5. read the image's passwd, group and env scripts, write the merged passwd
 //!    and group, create the mount points (all of this before anything of the
 //!    host is attached, so an image symlink cannot lead a root write out);
-//! 6. make the root read-only (unless writable), attach the binds.
+//! 6. make the root read-only (unless writable), attach the binds: each
+//!    target is resolved inside the container's root (openat2
+//!    RESOLVE_IN_ROOT), checked on where it landed (never /, /proc, /sys,
+//!    /dev for a user-influenced bind) and attached to that descriptor.
+//!
+//! Every bind is nosuid and nodev (/dev keeps its devices, but is nosuid),
+//! every copied tree a slave, set on the detached tree before it is attached.
 //!
 //! Tasks then [`enter`] it: setns into the step's namespace, and unshare again
-//! so each task has a namespace of its own.
+//! so each task has a namespace of its own, with no_new_privs set.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -40,6 +48,8 @@ pub struct Spec<'a> {
     /// An empty directory to stage the overlay on (in the private namespace).
     pub stage: &'a Path,
     pub writable: bool,
+    /// The size of the tmpfs holding the overlay's writable layer, MiB.
+    pub tmpfs_mib: u64,
     /// All binds, parents first (see [`binds::plan`]).
     pub binds: &'a [Bind],
     /// The user-influenced sources, opened with the user's rights.
@@ -72,6 +82,11 @@ pub enum ViewError {
         target: PathBuf,
         error: io::Error,
     },
+    #[error(
+        "bind target {target} lands on {landed} in the container, which is the root or \
+         under /proc, /sys or /dev; choose another target"
+    )]
+    ForbiddenTarget { target: PathBuf, landed: PathBuf },
     #[error("internal error: the thread building the container view panicked")]
     Panicked,
 }
@@ -93,8 +108,10 @@ pub fn build(spec: &Spec<'_>) -> Result<View, ViewError> {
     })
 }
 
-/// Moves the calling task into the step's view, in a namespace of its own.
+/// Moves the calling task into the step's view, in a namespace of its own,
+/// and sets no_new_privs (nothing the task execs gains privileges).
 pub fn enter(ns: BorrowedFd<'_>) -> io::Result<()> {
+    sys::set_no_new_privs()?;
     sys::enter_mount_ns(ns)?;
     sys::unshare_mount_ns()
 }
@@ -116,7 +133,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
     let ns: OwnedFd = File::open("/proc/thread-self/ns/mnt")
         .map_err(setup("open the new mount namespace"))?
         .into();
-    sys::make_mounts_private().map_err(setup("make the namespace's mounts private"))?;
+    sys::make_mounts_slave().map_err(setup("make the namespace's mounts slaves"))?;
     t.done("unshare");
     let root = stage_overlay(spec)?;
     t.done("overlay");
@@ -134,14 +151,7 @@ fn build_in_this_thread(spec: &Spec<'_>) -> Result<View, ViewError> {
         sys::mount(None, Path::new("/"), None, flags, None)
             .map_err(setup("make the container's root read-only"))?;
     }
-    for t in &trees {
-        sys::move_mount(t.tree.as_fd(), &t.bind.target).map_err(|error| ViewError::Bind {
-            step: "attach",
-            source_path: t.bind.source.clone(),
-            target: t.bind.target.clone(),
-            error,
-        })?;
-    }
+    attach_binds(&trees)?;
     t.done("attach");
     Ok(View {
         ns,
@@ -175,12 +185,14 @@ impl Timings {
 fn stage_overlay(spec: &Spec<'_>) -> Result<PathBuf, ViewError> {
     let stage = spec.stage;
     let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    let tmpfs = CString::new(format!("mode=0755,size={}m", spec.tmpfs_mib.max(1)))
+        .map_err(|_| setup("build the tmpfs options")(io::ErrorKind::InvalidInput.into()))?;
     sys::mount(
         Some(Path::new("berth")),
         stage,
         Some(c"tmpfs"),
         flags,
-        Some(c"mode=0755"),
+        Some(&tmpfs),
     )
     .map_err(setup(format!("mount a tmpfs on {}", stage.display())))?;
     let (upper, work, root) = (stage.join("upper"), stage.join("work"), stage.join("root"));
@@ -258,23 +270,12 @@ fn detach_sources(spec: &Spec<'_>) -> Result<Vec<Tree>, ViewError> {
             error,
         };
         let tree = sys::clone_tree(source.as_fd()).map_err(bind_err)?;
-        let mut attrs = 0;
-        if bind.read_only {
-            attrs |= sys::MOUNT_ATTR_RDONLY;
-        }
-        if bind.origin.user_influenced() {
-            attrs |= sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-        } else if bind.origin == Origin::Site {
-            attrs |= sys::MOUNT_ATTR_NOSUID;
-        }
-        if attrs != 0 {
-            sys::set_tree_attrs(tree.as_fd(), attrs).map_err(|error| ViewError::Bind {
-                step: "set read-only, nosuid, nodev",
-                source_path: bind.source.clone(),
-                target: bind.target.clone(),
-                error,
-            })?;
-        }
+        sys::set_tree_attrs(tree.as_fd(), tree_attrs(bind)).map_err(|error| ViewError::Bind {
+            step: "set nosuid, nodev, read-only and slave propagation",
+            source_path: bind.source.clone(),
+            target: bind.target.clone(),
+            error,
+        })?;
         trees.push(Tree {
             bind: bind.clone(),
             tree,
@@ -282,6 +283,70 @@ fn detach_sources(spec: &Spec<'_>) -> Result<Vec<Tree>, ViewError> {
         });
     }
     Ok(trees)
+}
+
+/// The attributes of a bind's tree: always nosuid; nodev but for the
+/// system /dev (whose devices the tasks need); read-only when asked.
+fn tree_attrs(bind: &Bind) -> u64 {
+    let mut attrs = sys::MOUNT_ATTR_NOSUID;
+    if !(bind.origin == Origin::System && bind.target == Path::new("/dev")) {
+        attrs |= sys::MOUNT_ATTR_NODEV;
+    }
+    if bind.read_only {
+        attrs |= sys::MOUNT_ATTR_RDONLY;
+    }
+    attrs
+}
+
+/// Attaches every tree, parents first, each on its target resolved inside
+/// the container's root (the calling thread's, after the pivot).
+fn attach_binds(trees: &[Tree]) -> Result<(), ViewError> {
+    let root: OwnedFd = File::open("/")
+        .map_err(setup("open the container's root"))?
+        .into();
+    for t in trees {
+        let err = |step| {
+            move |error| ViewError::Bind {
+                step,
+                source_path: t.bind.source.clone(),
+                target: t.bind.target.clone(),
+                error,
+            }
+        };
+        let target = match sys::open_path_in_root(root.as_fd(), &t.bind.target) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // A missing target under a forbidden place: say where it is.
+                if let Some(parent) = t.bind.target.parent() {
+                    if let Ok(p) = sys::open_path_in_root(root.as_fd(), parent) {
+                        if t.bind.origin != Origin::System {
+                            check_landing(&t.bind.target, p.as_fd())?;
+                        }
+                    }
+                }
+                return Err(err("resolve the target in the container")(e));
+            }
+        };
+        if t.bind.origin != Origin::System {
+            check_landing(&t.bind.target, target.as_fd())?;
+        }
+        sys::move_mount_to_fd(t.tree.as_fd(), target.as_fd()).map_err(err("attach"))?;
+    }
+    Ok(())
+}
+
+/// Refuses a target that resolved to the root or into /proc, /sys, /dev.
+fn check_landing(target: &Path, fd: BorrowedFd<'_>) -> Result<(), ViewError> {
+    use std::os::fd::AsRawFd;
+    let landed = fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+        .map_err(setup(format!("find where {} lands", target.display())))?;
+    if binds::forbidden_landing(&landed) {
+        return Err(ViewError::ForbiddenTarget {
+            target: target.into(),
+            landed,
+        });
+    }
+    Ok(())
 }
 
 /// Makes `root` the root of the namespace `ns` (the calling thread's).

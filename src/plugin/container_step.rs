@@ -239,6 +239,7 @@ fn build_view(step: &Step<'_>, image_root: &Path) -> Result<view::View, Containe
         image_root,
         stage: &stage,
         writable: step.options.writable,
+        tmpfs_mib: step.config.writable_tmpfs_mib,
         binds: step.binds,
         opened: step.opened,
         identity: Some(step.identity),
