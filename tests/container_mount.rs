@@ -209,7 +209,9 @@ fn try_build_view(
     let mut plan = binds::plan(&req).unwrap();
     plan.extend(extra);
     plan.sort_by_key(|b| b.target.components().count());
-    let opened = binds::open_as_user(&plan, &[PathBuf::from("/")]).unwrap();
+    let opened = binds::open_as_user(&plan, &[PathBuf::from("/")])
+        .unwrap()
+        .binds;
     let identity = identity::Identity {
         user: identity::User {
             name: "berthtest".into(),

@@ -734,3 +734,34 @@ fn a_misconfigured_node_refuses_container_steps_with_one_line() {
     );
     assert!(!marker.exists(), "the command ran on the host:\n{run}");
 }
+
+/// The review's `--chdir=/etc`: a working directory outside `user_binds=` is not
+/// bound (the host's /etc stayed out of the image), and srun's stderr says so.
+#[test]
+fn a_working_directory_outside_user_binds_is_not_bound() {
+    let Some((cluster, images)) = ready() else {
+        return;
+    };
+    let run = cluster.srun_as(
+        TEST_USER,
+        &[
+            "--chdir=/etc",
+            &container(&images.path("bb.sif")),
+            "/bin/sh",
+            "-c",
+            "test -e /etc/debian_version && echo HOST-ETC || echo IMAGE-ETC",
+        ],
+    );
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("IMAGE-ETC"),
+        "the host's /etc was bound:\n{run}"
+    );
+    let notes = berth_lines(&run);
+    assert_eq!(notes.len(), 1, "{run}");
+    assert!(
+        notes[0].starts_with("berth: note: the working directory /etc (/etc) is outside the paths this site lets users bind"),
+        "{run}"
+    );
+    wait_clean(&cluster, &images);
+}

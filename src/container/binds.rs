@@ -200,8 +200,8 @@ pub struct OpenBind {
 /// it must exist, be readable by the user and, for `--container-mounts`, lie
 /// under an allowed prefix once symlinks are resolved. System and site
 /// sources are skipped here (opened as root when the view is built).
-pub fn open_as_user(binds: &[Bind], prefixes: &[PathBuf]) -> Result<Vec<OpenBind>, BindError> {
-    let mut out = Vec::new();
+pub fn open_as_user(binds: &[Bind], prefixes: &[PathBuf]) -> Result<Opened, BindError> {
+    let mut out = Opened::default();
     for bind in binds.iter().filter(|b| b.origin.user_influenced()) {
         let file = match File::options()
             .read(true)
@@ -238,33 +238,64 @@ pub fn open_as_user(binds: &[Bind], prefixes: &[PathBuf]) -> Result<Vec<OpenBind
             path: bind.source.clone(),
             error,
         };
-        if bind.origin == Origin::User {
-            if !sys::can_read(fd.as_fd()).map_err(open_err)? {
-                return Err(BindError::NotReadable(bind.source.clone()));
-            }
-            let resolved = std::fs::read_link(format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&fd)
-            ))
-            .map_err(open_err)?;
-            if !allowed(&resolved, prefixes) {
-                return Err(BindError::NotAllowed {
-                    source_path: bind.source.clone(),
-                    allowed: allowed_text(prefixes),
-                });
+        if bind.origin == Origin::User && !sys::can_read(fd.as_fd()).map_err(open_err)? {
+            return Err(BindError::NotReadable(bind.source.clone()));
+        }
+        let resolved = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .map_err(open_err)?;
+        if !allowed(&resolved, prefixes) {
+            match bind.origin {
+                Origin::Home | Origin::Cwd => {
+                    out.notes.push(not_bound_note(bind, &resolved, prefixes));
+                    continue;
+                }
+                Origin::User => {
+                    return Err(BindError::NotAllowed {
+                        source_path: bind.source.clone(),
+                        allowed: allowed_text(prefixes),
+                    })
+                }
+                // The batch script is Slurm's copy, in slurmd's spool.
+                _ => {}
             }
         }
         let is_dir = File::from(fd.try_clone().map_err(open_err)?)
             .metadata()
             .map_err(open_err)?
             .is_dir();
-        out.push(OpenBind {
+        out.binds.push(OpenBind {
             bind: bind.clone(),
             source: fd,
             is_dir,
         });
     }
     Ok(out)
+}
+
+/// The user-influenced sources opened, and what was left out and why.
+#[derive(Debug, Default)]
+pub struct Opened {
+    pub binds: Vec<OpenBind>,
+    /// One line per home or working directory not bound (for srun's stderr).
+    pub notes: Vec<String>,
+}
+
+/// Why a home or working directory outside `user_binds=` is not bound.
+fn not_bound_note(bind: &Bind, resolved: &Path, prefixes: &[PathBuf]) -> String {
+    let then = match bind.origin {
+        Origin::Cwd => "the task starts where the image has that path, else in /tmp; use --container-workdir to choose",
+        _ => "the image's directory of that name, if any, is what the task sees",
+    };
+    format!(
+        "note: the {} {} ({}) is outside the paths this site lets users bind ({}); it is not bound into the container: {then}",
+        origin_name(bind.origin),
+        bind.source.display(),
+        resolved.display(),
+        allowed_text(prefixes)
+    )
 }
 
 fn allowed_text(prefixes: &[PathBuf]) -> String {
@@ -409,7 +440,7 @@ mod tests {
             origin: Origin::User,
         };
         let ok = open_as_user(&[bind(&src)], &[dir.path().into()]).unwrap();
-        assert!(ok[0].is_dir);
+        assert!(ok.binds[0].is_dir);
         let err =
             open_as_user(&[bind(&dir.path().join("nope"))], &[PathBuf::from("/")]).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
@@ -424,5 +455,35 @@ mod tests {
         std::os::unix::fs::symlink("/etc", &link).unwrap();
         let err = open_as_user(&[bind(&link)], &[dir.path().into()]).unwrap_err();
         assert!(matches!(err, BindError::NotAllowed { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_cwd_or_home_outside_user_binds_is_left_out_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let binds = [
+            Bind {
+                source: "/etc".into(),
+                target: "/etc".into(),
+                read_only: false,
+                origin: Origin::Cwd,
+            },
+            Bind {
+                source: dir.path().into(),
+                target: "/home/u".into(),
+                read_only: false,
+                origin: Origin::Home,
+            },
+        ];
+        let opened = open_as_user(&binds, &[PathBuf::from("/home")]).unwrap();
+        assert!(opened.binds.is_empty());
+        assert_eq!(opened.notes.len(), 2);
+        assert!(
+            opened.notes[0].starts_with("note: the working directory /etc (/etc) is outside the paths this site lets users bind (/home); it is not bound"),
+            "{:?}",
+            opened.notes
+        );
+        let opened = open_as_user(&binds, &[PathBuf::from("/")]).unwrap();
+        assert_eq!(opened.binds.len(), 2);
+        assert!(opened.notes.is_empty());
     }
 }

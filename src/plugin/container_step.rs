@@ -108,7 +108,14 @@ fn start_step(
     phases.done("image");
     let identity = lookup_identity(spank)?;
     let binds = plan_binds(spank, config, &options, &identity)?;
-    let opened = binds::open_as_user(&binds, &config.user_bind_prefixes)?;
+    let binds::Opened {
+        binds: opened,
+        notes,
+    } = binds::open_as_user(&binds, &config.user_bind_prefixes)?;
+    for note in &notes {
+        sys::write_all_raw(2, crate::spank::log::user_line(note).as_bytes());
+        log::info!("container: {note}");
+    }
     phases.done("user+binds");
     let _root = RootGuard::regain().map_err(|error| ContainerError::Setup {
         what: "regain root",
