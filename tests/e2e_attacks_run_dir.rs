@@ -21,7 +21,7 @@ fn run_dir(cluster: &Cluster) -> String {
 
 fn setup(cluster: &Cluster) -> Setup {
     Setup::default().plugstack_args(&format!(
-        "log_hooks=yes run_dir={} mount_idle_seconds=300 max_images_per_user=1 user_binds=/home,{}",
+        "log_hooks=yes run_dir={} mount_idle_seconds=300 max_images_per_user=1 squashfs_mount=any user_binds=/home,{}",
         run_dir(cluster),
         cluster.shared_dir().display()
     ))

@@ -765,3 +765,59 @@ fn a_working_directory_outside_user_binds_is_not_bound() {
     );
     wait_clean(&cluster, &images);
 }
+
+/// squashfs_mount=limited (the default): an image its user can rewrite is not
+/// kernel-mounted (the kernel's squashfs driver would parse bytes the user can change
+/// at any time), unless it lies under an admin's image_paths=; squashfs_mount=any
+/// mounts it.
+#[test]
+fn a_user_writable_image_is_mounted_only_where_the_site_allows() {
+    let Some((cluster, images)) = ready() else {
+        return;
+    };
+    let own = cluster.shared_dir().join("user-owned.sif");
+    fs::copy(images.path("bb.sif"), &own).unwrap();
+    std::os::unix::fs::chown(&own, Some(support::TEST_UID), None).unwrap();
+    let run_with = |extra: &str| {
+        let base = setup(&cluster);
+        let args = format!("{} {extra}", base.plugstack_args);
+        cluster.ensure(&base.plugstack_args(&args));
+        cluster.srun_as(
+            TEST_USER,
+            &[
+                &container(&own.display().to_string()),
+                "/bin/cat",
+                "/hello.txt",
+            ],
+        )
+    };
+    let refused = run_with("");
+    refused.assert_failed();
+    assert!(
+        !refused.stdout.contains("hello from the image"),
+        "{refused}"
+    );
+    assert_eq!(
+        berth_lines(&refused),
+        vec![format!(
+            "berth: cannot run --container={}: {} is owned by uid 5001, so someone other than root could change the image while the kernel reads it; this site mounts only images that no one but root can change, or images under image_paths= (none set) (squashfs_mount=limited in berth's plugstack.conf line); ask your administrator to install the image in one of those directories",
+            own.display(),
+            own.display()
+        )],
+        "{refused}"
+    );
+    for extra in [
+        format!("image_paths={}", cluster.shared_dir().display()),
+        "squashfs_mount=any".to_string(),
+    ] {
+        let run = run_with(&extra);
+        run.assert_ok();
+        assert!(
+            run.stdout.contains("hello from the image"),
+            "{extra}:\n{run}"
+        );
+    }
+    cluster.ensure(&setup(&cluster));
+    fs::remove_file(&own).unwrap();
+    wait_clean(&cluster, &images);
+}

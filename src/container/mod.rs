@@ -1,6 +1,8 @@
 //! Running a job step inside a SIF image (`srun --container=IMAGE.sif`).
 //!
 //! - [`image`]: open the image as the user, recognise it, locate its root;
+//! - [`mount_policy`]: whether the kernel may mount the image for this user
+//!   (`squashfs_mount=`, `image_paths=`);
 //! - [`cache`]: one read-only squashfs mount per image per node, shared and
 //!   reference-counted across slurmstepd processes, reaped when idle;
 //! - [`binds`]: what is bound in, validated with the user's rights;
@@ -17,6 +19,7 @@ pub mod cache;
 pub mod env;
 pub mod identity;
 pub mod image;
+pub mod mount_policy;
 pub mod sys;
 pub mod view;
 
@@ -35,6 +38,8 @@ pub enum ContainerError {
     View(#[from] view::ViewError),
     #[error(transparent)]
     Env(#[from] env::EnvError),
+    #[error(transparent)]
+    MountPolicy(#[from] mount_policy::MountPolicyError),
     #[error(transparent)]
     Options(#[from] crate::options::OptionError),
     #[error("cannot look up uid {uid} on this node: {error}")]

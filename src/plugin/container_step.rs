@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::container::binds::{self, Bind};
 use crate::container::cache::{Cache, Holder, Lease, Limits, ViewLease};
 use crate::container::identity::{self, Identity};
-use crate::container::{env, image, sys, view, ContainerError};
+use crate::container::{env, image, mount_policy, sys, view, ContainerError};
 use crate::options::{self, UserOptions};
 use crate::privilege::RootGuard;
 use crate::spank::{self, Hook, Spank, StepId};
@@ -105,6 +105,7 @@ fn start_step(
     let Some(image) = image::locate(request, file, image::oci_conf_exists())? else {
         return Ok(None);
     };
+    mount_policy::check(&image, config.squashfs_mount, &config.image_paths)?;
     phases.done("image");
     let identity = lookup_identity(spank)?;
     let binds = plan_binds(spank, config, &options, &identity)?;
