@@ -782,8 +782,8 @@ fn a_task_moved_after_slurm_placed_it_goes_back_to_its_own_cgroup() {
     assert_eq!(tasks.len(), 1, "{run}");
     let slurms = without_job(tasks[0].cgroup("cpuset"));
     assert!(slurms.contains("/step_0"), "{run}");
-    if c.version() == Version::V24_11 {
-        // Debian 13's 24.11.5: task/cgroup gives each task its own cpuset group.
+    if c.version() != Version::V22_05 {
+        // 24.11.5 and 26.05.5: task/cgroup gives each task its own cpuset group.
         assert!(slurms.ends_with("/step_0/task_0"), "{run}");
     }
 
