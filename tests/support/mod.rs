@@ -316,6 +316,12 @@ impl Cluster {
         self.info().get(key).cloned().unwrap_or_default()
     }
 
+    /// The CPUs slurmd widened its starting cpuset to (Slurm >= 25.05), which `up`
+    /// then imposed back; empty when slurmd left it alone.
+    pub fn slurmd_widened_cpuset(&self) -> String {
+        self.info_value("slurmd_widened_cpuset")
+    }
+
     /// The node names, e.g. ["b0n1", "b0n2"].
     pub fn nodes(&self) -> Vec<String> {
         self.info_value("nodes")
