@@ -45,6 +45,19 @@ fn main() {
     if generated.contains("pub fn spank_prepend_task_argv") {
         println!("cargo:rustc-cfg=slurm_has_prepend_task_argv");
     }
+    init_failure_mode_cfg(&spank_h, &generated);
+}
+
+/// `cfg(slurm_init_failure_mode)`: spank.h declares `slurm_spank_init_failure_mode`
+/// (Slurm >= 25.05; Debian sid's 26.05.5) and slurm_errno.h has ESPANK_JOB_FAILURE,
+/// so berth can tell Slurm that its failing init fails the job, not the node.
+fn init_failure_mode_cfg(spank_h: &Path, generated: &str) {
+    println!("cargo:rustc-check-cfg=cfg(slurm_init_failure_mode)");
+    let header = std::fs::read_to_string(spank_h).unwrap_or_default();
+    if header.contains("slurm_spank_init_failure_mode") && generated.contains("ESPANK_JOB_FAILURE")
+    {
+        println!("cargo:rustc-cfg=slurm_init_failure_mode");
+    }
 }
 
 /// hwloc's types and the few functions berth calls, as a struct of function

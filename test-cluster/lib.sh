@@ -5,8 +5,9 @@
 #   test-cluster/run/<instance>/          one cluster instance (configs, munge key, state,
 #                                         spool, logs, pids, shared/): see `up`
 #   /var/lib/berth-test-cluster/slots/N   which instance holds slot N (ports, node names)
-#   /var/lib/berth-test-cluster/roots/N/  the 24.11 chroot of slot N (overlay over the base)
-#   /var/cache/berth-test-cluster/        the Debian 13 base for 24.11, made once by `setup`
+#   /var/lib/berth-test-cluster/roots/N/  the 24.11/26.05 chroot of slot N (overlay over a base)
+#   /var/cache/berth-test-cluster/        the Debian bases, made once by `setup`:
+#                                         trixie-root (24.11), sid-root (26.05)
 
 TC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$TC_DIR")
@@ -14,6 +15,7 @@ RUN_DIR=$TC_DIR/run
 STATE_ROOT=/var/lib/berth-test-cluster
 CACHE_ROOT=/var/cache/berth-test-cluster
 BASE_2411=$CACHE_ROOT/trixie-root
+BASE_2605=$CACHE_ROOT/sid-root
 MAX_SLOTS=40
 
 TEST_USER=berthtest
@@ -25,6 +27,7 @@ RULE_UID=5002
 # The plugin each version loads by default: built against that version's headers.
 PLUGIN_2205=$REPO_DIR/target/release/libberth.so
 PLUGIN_2411=$REPO_DIR/target/slurm-24.11/release/libberth.so
+PLUGIN_2605=$REPO_DIR/target/slurm-26.05/release/libberth.so
 # Where 24.11's copy lives inside the chroot.
 PLUGIN_IN_ROOT=/usr/local/lib/berth/libberth.so
 
@@ -45,13 +48,43 @@ die() {
 	exit 1
 }
 
+# runs_in_chroot VERSION: 22.05 runs on the host, 24.11 and 26.05 in a Debian chroot.
+runs_in_chroot() { [[ $1 != 22.05 ]]; }
+
+# base_of VERSION: the cached Debian root a chrooted version runs from.
+base_of() {
+	case "$1" in
+	24.11) printf '%s\n' "$BASE_2411" ;;
+	26.05) printf '%s\n' "$BASE_2605" ;;
+	*) die "Slurm $1 runs on the host, not in a chroot" ;;
+	esac
+}
+
+# plugin_of VERSION: the plugin built against that version's headers.
+plugin_of() {
+	case "$1" in
+	24.11) printf '%s\n' "$PLUGIN_2411" ;;
+	26.05) printf '%s\n' "$PLUGIN_2605" ;;
+	*) printf '%s\n' "$PLUGIN_2205" ;;
+	esac
+}
+
+# build_command_of VERSION: how to build that plugin (run from the repository).
+build_command_of() {
+	if runs_in_chroot "$1"; then
+		printf 'SLURM_INCLUDE_DIR=%s/usr/include CARGO_TARGET_DIR=target/slurm-%s cargo build --release\n' "$(base_of "$1")" "$1"
+	else
+		printf 'cargo build --release\n'
+	fi
+}
+
 # default_instance VERSION
 default_instance() { printf 'slurm-%s\n' "$1"; }
 
 check_version() {
 	case "$1" in
-	22.05 | 24.11) ;;
-	*) die "unknown Slurm version '$1' (use 22.05 or 24.11)" ;;
+	22.05 | 24.11 | 26.05) ;;
+	*) die "unknown Slurm version '$1' (use 22.05, 24.11 or 26.05)" ;;
 	esac
 }
 
@@ -139,8 +172,8 @@ client_exec() {
 	fi
 	local -a envs=(env -i "PATH=$CLEAN_PATH" "HOME=$home" "USER=$uname" "LOGNAME=$uname"
 		"SLURM_CONF=$conf" "LANG=C.UTF-8" "${CLIENT_ENV[@]}")
-	if [[ $version == 24.11 ]]; then
-		[[ -d $root/usr ]] || die "the 24.11 chroot $root is not mounted; run test-cluster/up --slurm 24.11"
+	if runs_in_chroot "$version"; then
+		[[ -d $root/usr ]] || die "the $version chroot $root is not mounted; run test-cluster/up --slurm $version"
 		# shellcheck disable=SC2016 # $1 and $@ are the inner shell's
 		exec chroot "$root" "${envs[@]}" "${as_user[@]}" /bin/sh -c 'cd "$1" || exit 125; shift; exec "$@"' sh "$cwd" "$@"
 	else
@@ -230,7 +263,7 @@ instance_running() {
 	return 1
 }
 
-# ---- chroot mounts (24.11) -------------------------------------------------------------
+# ---- chroot mounts (24.11, 26.05) -------------------------------------------------------------
 
 # mounts_under DIR: mount points at or below DIR, deepest first.
 mounts_under() {
@@ -239,7 +272,7 @@ mounts_under() {
 		awk '{print length($0) " " $0}' | sort -rn | cut -d' ' -f2-
 }
 
-# mount_root SLOT: the instance's own root: an overlay over the cached Debian 13 base,
+# mount_root SLOT BASE: the instance's own root: an overlay over the cached Debian BASE,
 # with proc, sys (without its submounts), a tmpfs at sys/fs/cgroup holding only the
 # controllers Slurm may use, dev, and the instance directory at its own absolute path.
 mount_root() {
@@ -249,7 +282,7 @@ mount_root() {
 	[[ -z $(mounts_under "$root") ]] || die "$root is still mounted; run test-cluster/down first"
 	rm -rf "$r/upper" "$r/work"
 	mkdir -p "$r/upper" "$r/work" "$root"
-	mount -t overlay "berth-tc-$1" -o "lowerdir=$BASE_2411,upperdir=$r/upper,workdir=$r/work" "$root"
+	mount -t overlay "berth-tc-$1" -o "lowerdir=$2,upperdir=$r/upper,workdir=$r/work" "$root"
 	mount --make-private "$root"
 	mount -t proc proc "$root/proc"
 	mount --make-private "$root/proc"

@@ -117,10 +117,14 @@ enum Stock {
 }
 
 /// The stock outcome of each cell, from the notes (reconcile-facts.md, test-cluster.md)
-/// and confirmed by this test on 22.05 and 24.11.
-fn stock(plugin: &str, scenario: Scenario) -> Stock {
+/// and confirmed by this test on 22.05, 24.11 and 26.05.
+fn stock(version: Version, plugin: &str, scenario: Scenario) -> Stock {
     use Scenario::*;
     match (plugin, scenario) {
+        // Seen on 26.05.5: with task/cgroup alone, -n2 with slurmd in cpuset {1} runs
+        // right without berth (slurmd stays in that cpuset, affinity {1}); the Slurm
+        // change behind it is not identified yet.
+        ("cgroup", Partial) if version == Version::V26_05 => Stock::Right,
         ("affinity", SlurmdCpuset) => Stock::Fails,
         ("affinity", Cgrules) => Stock::FailsOrWrong,
         ("affinity", Taskset) => Stock::Right,
@@ -435,7 +439,7 @@ impl Cell<'_> {
         };
         let mut result = match policy {
             Policy::Off => {
-                let stock = stock(self.plugin, self.scenario);
+                let stock = stock(self.c.version(), self.plugin, self.scenario);
                 let ok = match stock {
                     Stock::Fails => failed,
                     Stock::Wrong => !failed && binding.is_err(),
@@ -450,7 +454,7 @@ impl Cell<'_> {
             }
             Policy::Shares | Policy::Widen => binding.clone(),
             Policy::Strict => {
-                if !failed && stock(self.plugin, self.scenario) != Stock::Right {
+                if !failed && stock(self.c.version(), self.plugin, self.scenario) != Stock::Right {
                     Err(format!("the step ran: {outcome}"))
                 } else if failed {
                     self.check_refusal(&run)
@@ -651,6 +655,38 @@ fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Slurm >= 25.05's slurmd widens the cpuset it starts in to every CPU (seen on 26.05.5;
+/// 22.05 and 24.11 leave it alone). `up` imposes the site's cpuset again, as the site's
+/// own tool would, so the "slurmd started in a cpuset" scenarios test the same thing on
+/// every version; this test states the difference and that the cpuset holds afterwards.
+#[test]
+fn slurmd_from_25_05_widens_the_cpuset_it_starts_in() {
+    let Some(c) = cluster() else { return };
+    let ext = ExternalCpuset::create(&external_name(&c, "widen"), EXTERNAL_CPUS, "0");
+    c.ensure(&Setup::default().slurmd_cpuset(ext.name()));
+    let widened = c.slurmd_widened_cpuset();
+    match c.version() {
+        Version::V22_05 | Version::V24_11 => {
+            assert_eq!(
+                widened,
+                "",
+                "slurmd {} widened its cpuset",
+                c.version().as_str()
+            )
+        }
+        Version::V26_05 => assert_ne!(widened, "", "slurmd 26.05 left its cpuset alone"),
+    }
+    assert_eq!(ext.cpus(), EXTERNAL_CPUS, "the external cpuset after up");
+    let (run, tasks) = c.tasks(Some(TEST_USER), &["-n1"]);
+    run.assert_ok();
+    assert_eq!(tasks.len(), 1, "{run}");
+    assert_eq!(
+        ext.cpus(),
+        EXTERNAL_CPUS,
+        "the external cpuset after a step"
+    );
+}
+
 /// scancel of a running step, then of its job: berth undoes everything (the batch step
 /// holds the same changes until the job ends).
 #[test]
@@ -782,8 +818,8 @@ fn a_task_moved_after_slurm_placed_it_goes_back_to_its_own_cgroup() {
     assert_eq!(tasks.len(), 1, "{run}");
     let slurms = without_job(tasks[0].cgroup("cpuset"));
     assert!(slurms.contains("/step_0"), "{run}");
-    if c.version() == Version::V24_11 {
-        // Debian 13's 24.11.5: task/cgroup gives each task its own cpuset group.
+    if c.version() != Version::V22_05 {
+        // 24.11.5 and 26.05.5: task/cgroup gives each task its own cpuset group.
         assert!(slurms.ends_with("/step_0/task_0"), "{run}");
     }
 

@@ -19,6 +19,15 @@ pub static plugin_type: [u8; 6] = *b"spank\0";
 #[no_mangle]
 pub static plugin_version: u32 = ffi::SLURM_VERSION_NUMBER;
 
+/// Slurm >= 25.05 reads this when a `required` plugin's `slurm_spank_init` fails
+/// (src/common/spank.c, `_do_call_stack`: the stack's rc becomes its value).
+/// ESPANK_JOB_FAILURE makes slurmd fail the job (`_kill_fail_job` in
+/// src/slurmd/slurmd/req.c) and slurmctld treat it as non-fatal
+/// (src/slurmctld/proc_req.c): one job's request never drains the node.
+#[cfg(slurm_init_failure_mode)]
+#[no_mangle]
+pub static slurm_spank_init_failure_mode: c_int = ffi::ESPANK_JOB_FAILURE as c_int;
+
 /// The plugstack.conf arguments after the plugin path.
 ///
 /// # Safety

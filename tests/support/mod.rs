@@ -1,7 +1,7 @@
 //! Harness for the end-to-end tests: a handle on one local test cluster instance
 //! (test-cluster/up), chosen by the environment:
 //!
-//! - `BERTH_E2E_SLURM=22.05|24.11` selects the Slurm version. Unset: every e2e test
+//! - `BERTH_E2E_SLURM=22.05|24.11|26.05` selects the Slurm version. Unset: every e2e test
 //!   prints why and returns at once, so a plain `cargo test` stays fast.
 //! - `BERTH_E2E_INSTANCE=NAME` selects an instance (default `slurm-<version>`).
 //! - `BERTH_E2E_PLUGIN=PATH` installs this libberth.so instead of the default build.
@@ -44,6 +44,7 @@ pub const CLIENT_TIMEOUT_SECS: u32 = 60;
 pub enum Version {
     V22_05,
     V24_11,
+    V26_05,
 }
 
 impl Version {
@@ -51,6 +52,7 @@ impl Version {
         match s {
             "22.05" => Some(Version::V22_05),
             "24.11" => Some(Version::V24_11),
+            "26.05" => Some(Version::V26_05),
             _ => None,
         }
     }
@@ -59,6 +61,7 @@ impl Version {
         match self {
             Version::V22_05 => "22.05",
             Version::V24_11 => "24.11",
+            Version::V26_05 => "26.05",
         }
     }
 }
@@ -245,11 +248,11 @@ static PROCESS_LOCK: Mutex<()> = Mutex::new(());
 /// cluster cannot be reached.
 pub fn cluster() -> Option<Cluster> {
     let Ok(version) = std::env::var("BERTH_E2E_SLURM") else {
-        eprintln!("skipped: BERTH_E2E_SLURM is not set (set it to 22.05 or 24.11 and bring the cluster up with test-cluster/up to run the end-to-end tests)");
+        eprintln!("skipped: BERTH_E2E_SLURM is not set (set it to 22.05, 24.11 or 26.05 and bring the cluster up with test-cluster/up to run the end-to-end tests)");
         return None;
     };
     let version = Version::parse(&version)
-        .unwrap_or_else(|| panic!("BERTH_E2E_SLURM={version}: expected 22.05 or 24.11"));
+        .unwrap_or_else(|| panic!("BERTH_E2E_SLURM={version}: expected 22.05, 24.11 or 26.05"));
     let instance = std::env::var("BERTH_E2E_INSTANCE")
         .ok()
         .filter(|s| !s.is_empty())
@@ -311,6 +314,12 @@ impl Cluster {
 
     fn info_value(&self, key: &str) -> String {
         self.info().get(key).cloned().unwrap_or_default()
+    }
+
+    /// The CPUs slurmd widened its starting cpuset to (Slurm >= 25.05), which `up`
+    /// then imposed back; empty when slurmd left it alone.
+    pub fn slurmd_widened_cpuset(&self) -> String {
+        self.info_value("slurmd_widened_cpuset")
     }
 
     /// The node names, e.g. ["b0n1", "b0n2"].
