@@ -4,15 +4,13 @@
 //!
 //! Needs BERTH_E2E_SLURM (see tests/support/mod.rs); skipped without it.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::support::{cluster, Cluster, Run, Setup, TEST_USER};
 use berth::sif::build::{self, BuildOptions};
-use support::{cluster, Cluster, Run, Setup, TEST_USER};
 
 /// Images whose env scripts attack the evaluator, built once per test process.
 fn images(cluster: &Cluster) -> PathBuf {

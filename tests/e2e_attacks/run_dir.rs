@@ -5,15 +5,13 @@
 //!
 //! Needs BERTH_E2E_SLURM (see tests/support/mod.rs); skipped without it.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{cluster, Cluster, Run, Setup, TEST_USER};
 use berth::sif::build;
-use support::{cluster, Cluster, Run, Setup, TEST_USER};
 
 fn run_dir(cluster: &Cluster) -> String {
     format!("/run/berth-e2e-attacks-slot{}", cluster.info()["slot"])
@@ -282,7 +280,7 @@ fn a_user_cannot_plant_symlinks_under_run_dir() {
 /// change is in place.
 #[test]
 fn umask_000_in_a_reconciled_step_leaves_root_only_state_and_groups() {
-    use support::scenarios::{external_name, ExternalCpuset};
+    use crate::support::scenarios::{external_name, ExternalCpuset};
     let Some(cluster) = cluster() else {
         return;
     };
