@@ -124,13 +124,16 @@ pub fn locate(path: &Path, file: File, oci_conf: bool) -> Result<Option<OpenedIm
                 detail,
             });
         }
-        Kind::Squashfs => (
-            file,
-            Extent {
-                offset: 0,
-                size: meta.len(),
-            },
-        ),
+        Kind::Squashfs => {
+            check_bare_superblock(path, &file, meta.len())?;
+            (
+                file,
+                Extent {
+                    offset: 0,
+                    size: meta.len(),
+                },
+            )
+        }
         Kind::Sif => sif_root(path, file)?,
     };
     let key = Key::of(&meta, extent);
@@ -140,6 +143,37 @@ pub fn locate(path: &Path, file: File, oci_conf: bool) -> Result<Option<OpenedIm
         extent,
         key,
     }))
+}
+
+/// A bare squashfs gets the superblock checks a SIF's partition gets, before the
+/// kernel's driver sees it.
+fn check_bare_superblock(path: &Path, file: &File, size: u64) -> Result<(), ImageError> {
+    use std::os::unix::fs::FileExt;
+    let mut raw = [0u8; sif::squashfs::SUPERBLOCK_LEN];
+    let unmountable = |problem: String| ImageError::Unmountable {
+        path: path.into(),
+        problem,
+    };
+    match file.read_exact_at(&mut raw, 0) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(unmountable(
+                "it is shorter than a squashfs superblock".into(),
+            ))
+        }
+        other => other.map_err(|error| ImageError::Io {
+            path: path.into(),
+            error,
+        })?,
+    }
+    sif::squashfs::Superblock::parse(&raw)
+        .check(0, size)
+        .map_err(|problem| {
+            unmountable(
+                problem
+                    .to_string()
+                    .replace("primary partition (object 0): ", ""),
+            )
+        })
 }
 
 /// The SIF image's primary partition, checked to run here (valid layout, a
@@ -211,6 +245,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bare_squashfs_with_a_bad_superblock_never_reaches_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.sqfs");
+        let mut raw = vec![0u8; 4096];
+        raw[..4].copy_from_slice(b"hsqs");
+        raw[28..30].copy_from_slice(&3u16.to_le_bytes()); // version 3.0
+        std::fs::write(&path, &raw).unwrap();
+        let err = locate(&path, File::open(&path).unwrap(), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} cannot be mounted: squashfs version is 3.0; the kernel mounts version 4.0",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
     fn kinds_by_magic() {
         let mut sif = vec![0u8; 64];
         sif[32..42].copy_from_slice(b"SIF_MAGIC\0");
@@ -244,14 +296,28 @@ mod tests {
     fn a_bare_squashfs_is_mounted_whole() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("img.sqfs");
-        std::fs::write(&p, b"hsqs and more").unwrap();
+        let mut raw = vec![0u8; 4096];
+        raw[..4].copy_from_slice(b"hsqs");
+        raw[12..16].copy_from_slice(&(128u32 << 10).to_le_bytes());
+        raw[20..22].copy_from_slice(&1u16.to_le_bytes()); // gzip
+        raw[22..24].copy_from_slice(&17u16.to_le_bytes());
+        raw[28..30].copy_from_slice(&4u16.to_le_bytes());
+        raw[40..48].copy_from_slice(&4096u64.to_le_bytes());
+        std::fs::write(&p, &raw).unwrap();
         let img = locate(&p, File::open(&p).unwrap(), false).unwrap().unwrap();
         assert_eq!(
             img.extent,
             Extent {
                 offset: 0,
-                size: 13
+                size: 4096
             }
+        );
+        std::fs::write(&p, b"hsqs and more").unwrap();
+        let err = locate(&p, File::open(&p).unwrap(), false).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("cannot be mounted: it is shorter than a squashfs superblock"),
+            "{err}"
         );
     }
 }

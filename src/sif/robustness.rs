@@ -8,6 +8,11 @@ use super::{siftool, Arch, Image};
 /// Runs every reader, printer and check on `bytes`. It must never panic,
 /// overflow or read out of bounds, whatever the bytes are.
 pub fn exercise(bytes: &[u8]) {
+    // The same bytes as a bare squashfs: the superblock checks berth makes before
+    // the kernel's driver sees a file.
+    if let Some(raw) = bytes.first_chunk::<{ super::squashfs::SUPERBLOCK_LEN }>() {
+        let _ = super::squashfs::Superblock::parse(raw).check(0, bytes.len() as u64);
+    }
     let Ok(mut image) = Image::read_unvalidated(bytes, None) else {
         return;
     };
