@@ -128,7 +128,43 @@ fn ready(shared_mounts: bool) -> Option<(Cluster, Files)> {
         cluster.info()["shared_mounts"],
         if shared_mounts { "yes" } else { "no" }
     );
+    if shared_mounts {
+        assert_site_shared_with_host(&cluster);
+    }
     Some((cluster, files))
+}
+
+/// The `shared:N` peer group of the mount at `point` in `mountinfo`, if any.
+fn peer_group(mountinfo: &Path, point: &Path) -> Option<String> {
+    let text = fs::read_to_string(mountinfo).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.split(' ').nth(4).map(Path::new) == Some(point))?;
+    line.split(' ')
+        .skip(6)
+        .take_while(|f| *f != "-")
+        .find(|f| f.starts_with("shared:"))
+        .map(String::from)
+}
+
+/// The harness itself: with --shared-mounts the site directory is one peer group on
+/// the host and in slurmd's namespace, so a leak would show.
+fn assert_site_shared_with_host(cluster: &Cluster) {
+    let site = cluster.site_dir();
+    let node = &cluster.nodes()[0];
+    let slurmd = PathBuf::from(format!("/proc/{}/mountinfo", cluster.slurmd_pid(node)));
+    let host = peer_group(Path::new("/proc/self/mountinfo"), &site);
+    assert!(
+        host.is_some(),
+        "{} is not a shared mount on the host",
+        site.display()
+    );
+    assert_eq!(
+        peer_group(&slurmd, &site),
+        host,
+        "slurmd's site mount is not the host's peer"
+    );
 }
 
 fn berth_lines(run: &Run) -> Vec<&str> {
