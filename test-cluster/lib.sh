@@ -308,6 +308,15 @@ mount_root() {
 	cp /etc/hosts "$root/etc/hosts"
 }
 
+# unmount_site: undo `up --shared-mounts`'s tmpfs at <instance>/site on the host (its
+# bind in the chroot goes with unmount_root).
+unmount_site() {
+	local m
+	while IFS= read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" || say "warning: could not unmount $m"
+	done < <(mounts_under "$IDIR/site")
+}
+
 # unmount_root SLOT: undo mount_root. Processes still running inside the root can only
 # be leftovers of this instance's jobs; they are killed first.
 unmount_root() {

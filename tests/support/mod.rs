@@ -85,6 +85,9 @@ pub struct Setup {
     pub slurmd_cpuset: String,
     /// slurmd's CPU affinity (`taskset -c`); "" every online CPU.
     pub slurmd_affinity: String,
+    /// slurmd in a mount namespace whose mounts are rshared, and the instance's
+    /// `site` directory a tmpfs shared with the host (`up --shared-mounts`).
+    pub shared_mounts: bool,
 }
 
 impl Default for Setup {
@@ -98,6 +101,7 @@ impl Default for Setup {
             prolog_flags: String::new(),
             slurmd_cpuset: String::new(),
             slurmd_affinity: String::new(),
+            shared_mounts: false,
         }
     }
 }
@@ -131,6 +135,11 @@ impl Setup {
     /// Start slurmd with this CPU affinity (e.g. `1`), as `taskset -c 1 slurmd`.
     pub fn slurmd_affinity(mut self, cpus: &str) -> Setup {
         self.slurmd_affinity = cpus.into();
+        self
+    }
+    /// Run slurmd where every mount is rshared, as on a systemd host (`up --shared-mounts`).
+    pub fn shared_mounts(mut self, shared: bool) -> Setup {
+        self.shared_mounts = shared;
         self
     }
 }
@@ -336,6 +345,23 @@ impl Cluster {
         PathBuf::from(self.info_value("shared"))
     }
 
+    /// A directory a site bind can name (`binds=`), the same path for the test and the
+    /// jobs; with `shared_mounts` a tmpfs whose mounts propagate to and from the host.
+    pub fn site_dir(&self) -> PathBuf {
+        PathBuf::from(self.info_value("site"))
+    }
+
+    /// The pid of `node`'s slurmd (its /proc/PID/mountinfo is the node's mount view).
+    pub fn slurmd_pid(&self, node: &str) -> i32 {
+        let path = self.dir.join(format!("pids/slurmd-{node}.started"));
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        text.split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}: {text:?}", path.display()))
+    }
+
     /// The chroot 24.11 runs in (None for 22.05, which runs on the host).
     pub fn root(&self) -> Option<PathBuf> {
         Some(self.info_value("root"))
@@ -393,6 +419,7 @@ impl Cluster {
             prolog_flags: get("prolog_flags"),
             slurmd_cpuset: get("slurmd_cpuset"),
             slurmd_affinity: get("slurmd_affinity"),
+            shared_mounts: get("shared_mounts") == "yes",
         }
     }
 
@@ -477,6 +504,9 @@ impl Cluster {
         }
         if !setup.slurmd_affinity.is_empty() {
             cmd.args(["--slurmd-affinity", &setup.slurmd_affinity]);
+        }
+        if setup.shared_mounts {
+            cmd.arg("--shared-mounts");
         }
         if let Ok(plugin) = std::env::var("BERTH_E2E_PLUGIN") {
             if !plugin.is_empty() {
