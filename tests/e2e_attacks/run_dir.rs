@@ -301,6 +301,8 @@ fn umask_000_in_a_reconciled_step_leaves_root_only_state_and_groups() {
     );
     let cmd = format!("umask 000; srun -n1 /bin/sh -c \"{task}\"");
     let run = cluster.client(Some(TEST_USER), &[], &["/bin/sh", "-c", &cmd]);
+    // Read run_dir before the default setup comes back: a chroot's /run is remade then.
+    let entries = modes_under(&host_run_dir(&cluster));
     cluster.ensure(&Setup::default());
     run.assert_ok();
     let modes: Vec<&str> = run.stdout.lines().collect();
@@ -317,7 +319,7 @@ fn umask_000_in_a_reconciled_step_leaves_root_only_state_and_groups() {
         modes[3].ends_with("\t0") || modes[3].ends_with(" 0"),
         "the step ran on its CPU 0:\n{run}"
     );
-    for (path, mode, is_dir) in modes_under(&host_run_dir(&cluster)) {
+    for (path, mode, is_dir) in entries {
         let want = if is_dir { 0o700 } else { 0o600 };
         assert_eq!(mode, want, "{} is {mode:04o}", path.display());
     }
