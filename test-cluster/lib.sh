@@ -7,7 +7,8 @@
 #   /var/lib/berth-test-cluster/slots/N   which instance holds slot N (ports, node names)
 #   /var/lib/berth-test-cluster/roots/N/  the 24.11/26.05 chroot of slot N (overlay over a base)
 #   /var/cache/berth-test-cluster/        the Debian bases, made once by `setup`:
-#                                         trixie-root (24.11), sid-root (26.05)
+#                                         trixie-root (24.11), sid-root (26.05),
+#                                         apptainer-root (the reference Apptainer)
 
 TC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$TC_DIR")
@@ -16,6 +17,7 @@ STATE_ROOT=/var/lib/berth-test-cluster
 CACHE_ROOT=/var/cache/berth-test-cluster
 BASE_2411=$CACHE_ROOT/trixie-root
 BASE_2605=$CACHE_ROOT/sid-root
+BASE_APPTAINER=$CACHE_ROOT/apptainer-root
 MAX_SLOTS=40
 
 TEST_USER=berthtest
