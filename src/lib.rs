@@ -13,6 +13,7 @@ pub mod container;
 pub mod cpuset;
 pub mod doctor;
 pub mod nss;
+pub mod openat2;
 pub mod options;
 pub mod privilege;
 pub mod reconcile;

@@ -3,6 +3,7 @@
 //! `pivot_root`, `openat2` and effective ids. All `unsafe` of
 //! `crate::container` lives here.
 
+use crate::openat2::{openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -313,60 +314,29 @@ pub fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
 
 // ---- files ---------------------------------------------------------------------
 
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Opens `path` for reading as if `root` were `/`: no symlink or `..` leaves
 /// `root` (openat2 with RESOLVE_IN_ROOT).
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
-    let path = cpath(path)?;
-    let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and a
-    // struct open_how of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    Ok(owned(check_long(rc)?))
+    let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK;
+    openat2(
+        root,
+        &cpath(path)?,
+        flags,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// Opens `path` as an `O_PATH` descriptor as if `root` were `/`: symlinks
 /// (also a last one) and `..` resolve inside `root`, magic links are refused.
 pub fn open_path_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
-    let path = cpath(path)?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and a
-    // struct open_how of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    Ok(owned(check_long(rc)?))
+    openat2(
+        root,
+        &cpath(path)?,
+        libc::O_PATH,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// Whether the calling credentials (effective uid and groups) may read the
