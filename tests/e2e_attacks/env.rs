@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::support::{cluster, Cluster, Run, Setup, TEST_USER};
+use crate::support::{cluster, Cluster, Setup, TEST_USER};
 use berth::sif::build::{self, BuildOptions};
 
 /// Images whose env scripts attack the evaluator, built once per test process.
@@ -64,13 +64,6 @@ fn ready() -> Option<(Cluster, PathBuf)> {
     Some((cluster, dir))
 }
 
-fn berth_lines(run: &Run) -> Vec<&str> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("berth:"))
-        .collect()
-}
-
 #[test]
 fn an_env_script_that_doubles_a_value_ends_the_step_with_the_limit_named() {
     let Some((cluster, dir)) = ready() else {
@@ -83,7 +76,7 @@ fn an_env_script_that_doubles_a_value_ends_the_step_with_the_limit_named() {
     );
     run.assert_failed();
     assert!(!run.stdout.contains("RAN"), "the command ran:\n{run}");
-    let lines = berth_lines(&run);
+    let lines = run.berth_lines();
     assert_eq!(lines.len(), 1, "one berth: line:\n{run}");
     assert!(
         // The script starts on line 3 (after `#!/bin/sh` and a blank line): 8 bytes
@@ -107,7 +100,7 @@ fn env_scripts_past_the_size_limit_end_the_step() {
     run.assert_failed();
     assert!(!run.stdout.contains("RAN"), "the command ran:\n{run}");
     assert_eq!(
-        berth_lines(&run),
+        run.berth_lines(),
         vec!["berth: the image's env scripts (/.singularity.d/env/*.sh) hold more than 1048576 bytes; the site allows at most env_script_max_bytes=1048576 (plugstack.conf); make them smaller or ask the admins to raise the limit"],
         "{run}"
     );

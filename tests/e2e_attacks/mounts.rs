@@ -164,13 +164,6 @@ fn assert_site_shared_with_host(cluster: &Cluster) {
     );
 }
 
-fn berth_lines(run: &Run) -> Vec<&str> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("berth:"))
-        .collect()
-}
-
 /// The mount points in `mountinfo` at or under any of `dirs`.
 fn mounts_at_or_under(mountinfo: &Path, dirs: &[PathBuf]) -> BTreeSet<String> {
     let text = fs::read_to_string(mountinfo)
@@ -402,7 +395,7 @@ fn escaping_targets_are_refused(shared_mounts: bool) {
             !run.stdout.contains("COMMAND-RAN"),
             "the command ran:\n{run}"
         );
-        let lines = berth_lines(&run);
+        let lines = run.berth_lines();
         assert_eq!(lines.len(), 1, "expected one berth: line:\n{run}");
         assert!(
             lines[0].contains(target) && lines[0].contains(why),

@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{cluster, Cluster, Run, Setup, TEST_USER};
+use crate::support::{cluster, Cluster, Setup, TEST_USER};
 use berth::sif::build;
 
 fn run_dir(cluster: &Cluster) -> String {
@@ -92,13 +92,6 @@ fn modes_under(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
         }
     }
     out
-}
-
-fn berth_lines(run: &Run) -> Vec<&str> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("berth:"))
-        .collect()
 }
 
 #[test]
@@ -238,7 +231,7 @@ fn a_user_at_the_image_cap_gets_one_berth_line_naming_the_key() {
     );
     child.wait().unwrap();
     run.assert_failed();
-    let lines = berth_lines(&run);
+    let lines = run.berth_lines();
     assert_eq!(lines.len(), 1, "{run}");
     assert_eq!(
         lines[0],

@@ -171,6 +171,14 @@ impl Run {
         run
     }
 
+    /// The lines of stderr berth wrote for the user (`berth: ...`).
+    pub fn berth_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("berth:"))
+            .collect()
+    }
+
     pub fn ok(&self) -> bool {
         self.code == Some(0)
     }
