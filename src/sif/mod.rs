@@ -54,7 +54,9 @@ pub mod image;
 pub mod robustness;
 pub mod siftool;
 pub mod squashfs;
+pub mod trust;
 pub mod validate;
+pub mod verify;
 pub mod write;
 
 pub use arch::Arch;

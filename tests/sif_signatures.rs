@@ -1,0 +1,202 @@
+//! Signature verification (issue 14) on the reference implementation's signed test
+//! images, against the public keys that signed them (tests/data/sif/keys/).
+
+use std::path::PathBuf;
+
+use berth::sif::trust::TrustedKeys;
+use berth::sif::verify::{self, Format, Options, Refusal};
+use berth::sif::Image;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sif")
+        .join(name)
+}
+
+fn keys(names: &[&str]) -> TrustedKeys {
+    let paths: Vec<PathBuf> = names.iter().map(|n| data(&format!("keys/{n}"))).collect();
+    TrustedKeys::load(&paths).unwrap()
+}
+
+fn image(name: &str) -> Image {
+    Image::open(data(name)).unwrap()
+}
+
+const PGP_FP: &str = "12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84";
+
+#[test]
+fn key_files_load_with_their_ids() {
+    let k = keys(&[
+        "pgp-public.asc",
+        "ed25519-public.pem",
+        "rsa-public.pem",
+        "ecdsa-public.pem",
+    ]);
+    let d = k.describe();
+    assert!(d.starts_with(PGP_FP), "{d}");
+    assert!(d.contains("ED25519 sha256:"), "{d}");
+    assert!(d.contains("RSA sha256:"), "{d}");
+    assert!(d.contains("ECDSA P-256 sha256:"), "{d}");
+}
+
+#[test]
+fn pgp_signed_groups_verify() {
+    let k = keys(&["pgp-public.asc"]);
+    for name in ["one-group-signed-pgp.sif", "two-groups-signed-pgp.sif"] {
+        let img = image(name);
+        let v = verify::verify_object(&img, 2, &k, Options::default()).unwrap();
+        assert_eq!(v.format, Format::Pgp, "{name}");
+        assert_eq!(v.key, PGP_FP);
+        assert_eq!(v.objects, vec![1, 2], "{name}");
+    }
+    // The second group of two-groups (object 3) has its own signature.
+    let img = image("two-groups-signed-pgp.sif");
+    let v = verify::verify_object(&img, 3, &k, Options::default()).unwrap();
+    assert_eq!(v.objects, vec![3]);
+}
+
+#[test]
+fn dsse_signed_groups_verify_with_either_key() {
+    for key in ["ed25519-public.pem", "rsa-public.pem"] {
+        let k = keys(&[key]);
+        for name in ["one-group-signed-dsse.sif", "two-groups-signed-dsse.sif"] {
+            let img = image(name);
+            let v = verify::verify_object(&img, 2, &k, Options::default()).unwrap();
+            assert_eq!(v.format, Format::Dsse, "{name} {key}");
+            assert_eq!(v.objects, vec![1, 2]);
+        }
+    }
+}
+
+#[test]
+fn legacy_signatures_verify_only_when_asked() {
+    let k = keys(&["pgp-public.asc"]);
+    let legacy = Options { legacy: true };
+    for name in [
+        "one-group-signed-legacy.sif",
+        "one-group-signed-legacy-all.sif",
+        "one-group-signed-legacy-group.sif",
+        "two-groups-signed-legacy.sif",
+        "two-groups-signed-legacy-all.sif",
+        "two-groups-signed-legacy-group.sif",
+    ] {
+        let img = Image::read_unvalidated(std::fs::File::open(data(name)).unwrap(), None).unwrap();
+        let v = verify::verify_object(&img, 2, &k, legacy);
+        assert!(v.is_ok(), "{name}: {v:?}");
+        assert_eq!(v.unwrap().format, Format::LegacyPgp);
+        let r = verify::verify_object(&img, 2, &k, Options::default()).unwrap_err();
+        assert!(matches!(r, Refusal::LegacyOnly { .. }), "{name}: {r:?}");
+    }
+}
+
+#[test]
+fn other_keys_are_refused_naming_the_signer() {
+    let img = image("one-group-signed-pgp.sif");
+    let r = verify::verify_object(&img, 2, &keys(&["ecdsa-public.pem"]), Options::default());
+    assert_eq!(
+        r.unwrap_err(),
+        Refusal::UntrustedSigner {
+            signer: PGP_FP.to_string()
+        }
+    );
+    let img = image("one-group-signed-dsse.sif");
+    let r = verify::verify_object(
+        &img,
+        2,
+        &keys(&["ecdsa-public.pem", "pgp-public.asc"]),
+        Options::default(),
+    );
+    assert!(matches!(r.unwrap_err(), Refusal::UntrustedSigner { .. }));
+}
+
+#[test]
+fn unsigned_is_refused() {
+    let img = image("one-group.sif");
+    let r = verify::verify_object(&img, 2, &keys(&["pgp-public.asc"]), Options::default());
+    assert_eq!(r.unwrap_err(), Refusal::Unsigned);
+}
+
+/// A copy of `name` with byte `at` (relative to object `id`'s start) flipped.
+fn tampered(name: &str, id: u32, at: u64) -> (tempfile::TempDir, Image) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::copy(data(name), &path).unwrap();
+    let offset = image(name)
+        .descriptors()
+        .iter()
+        .find(|d| d.id == id)
+        .unwrap()
+        .offset as u64;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(offset + at) as usize] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let img = Image::open(&path).unwrap();
+    (dir, img)
+}
+
+#[test]
+fn one_changed_squashfs_byte_is_refused() {
+    for (name, key) in [
+        ("one-group-signed-pgp.sif", "pgp-public.asc"),
+        ("one-group-signed-dsse.sif", "ed25519-public.pem"),
+    ] {
+        // Past the superblock, so that the image still opens.
+        let (_dir, img) = tampered(name, 2, 200);
+        let r = verify::verify_object(&img, 2, &keys(&[key]), Options::default()).unwrap_err();
+        assert!(
+            matches!(&r, Refusal::Tampered { object, .. } if object == "2"),
+            "{name}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_signature_of_another_group_is_refused() {
+    // two-groups-signed-pgp with group 1's signature relinked to group 2: object 2
+    // (the root) is then not covered by any signature.
+    let name = "two-groups-signed-pgp.sif";
+    let img = image(name);
+    let sig1 = img
+        .descriptors()
+        .iter()
+        .find(|d| d.link() == berth::sif::Link::Group(1))
+        .unwrap()
+        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let mut bytes = std::fs::read(data(name)).unwrap();
+    let table = img.header().descriptors_offset as usize + sig1.slot * 585;
+    bytes[table + 13..table + 17].copy_from_slice(&(0xf000_0002u32).to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let img = Image::open(&path).unwrap();
+    let r = verify::verify_object(&img, 2, &keys(&["pgp-public.asc"]), Options::default());
+    assert!(matches!(
+        r.unwrap_err(),
+        Refusal::NotCovering { partition: 2, .. }
+    ));
+}
+
+#[test]
+fn a_changed_descriptor_is_refused() {
+    // Rename object 2 (its descriptor's name is signed).
+    let name = "one-group-signed-dsse.sif";
+    let img = image(name);
+    let d = img
+        .descriptors()
+        .iter()
+        .find(|d| d.id == 2)
+        .unwrap()
+        .clone();
+    let mut bytes = std::fs::read(data(name)).unwrap();
+    let at = img.header().descriptors_offset as usize + d.slot * 585 + 73;
+    bytes[at] ^= 0x20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let img = Image::open(&path).unwrap();
+    let r = verify::verify_object(&img, 2, &keys(&["ed25519-public.pem"]), Options::default());
+    assert!(
+        matches!(&r, Err(Refusal::Tampered { object, .. }) if object == "2's descriptor"),
+        "{r:?}"
+    );
+}
