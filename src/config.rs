@@ -135,6 +135,10 @@ pub struct Config {
     pub squashfs_mount: SquashfsMount,
     /// `image_paths=`: directories of admin-vetted images (`limited`).
     pub image_paths: Vec<PathBuf>,
+    /// `require_signature=`: run only images signed by a key of `signature_keys=`.
+    pub require_signature: bool,
+    /// `signature_keys=`: the files of the keys the site trusts to sign images.
+    pub signature_keys: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -155,6 +159,8 @@ impl Default for Config {
             writable_tmpfs_mib: 64,
             squashfs_mount: SquashfsMount::Limited,
             image_paths: Vec::new(),
+            require_signature: false,
+            signature_keys: Vec::new(),
         }
     }
 }
@@ -276,6 +282,18 @@ pub const KEYS: &[Key] = &[
         default: "",
         accepted: "absolute directories, comma-separated",
         description: "directories of images the site vouches for: with `squashfs_mount=limited` an image under one of them (resolved path) is mounted even if its owner can write it",
+    },
+    Key {
+        name: "require_signature",
+        default: "no",
+        accepted: "yes, no",
+        description: "run a container step only if the image's root filesystem is signed (`apptainer sign`, PGP or DSSE) by a key of `signature_keys=` and unchanged since; verified once per node and kept with the cached mount (`berth sif verify IMG --keys PATH` checks an image beforehand)",
+    },
+    Key {
+        name: "signature_keys",
+        default: "",
+        accepted: "absolute paths of key files, comma-separated",
+        description: "the keys the site trusts to sign images: OpenPGP public keys, armored or binary (`apptainer key export`), and PEM public keys (Ed25519, ECDSA P-256, RSA) for DSSE signatures made with `apptainer sign --key`",
     },
 ];
 
@@ -418,6 +436,11 @@ impl Config {
             ("writable_tmpfs_mib", self.writable_tmpfs_mib.to_string()),
             ("squashfs_mount", self.squashfs_mount.name().to_string()),
             ("image_paths", paths(&self.image_paths)),
+            (
+                "require_signature",
+                if self.require_signature { "yes" } else { "no" }.to_string(),
+            ),
+            ("signature_keys", paths(&self.signature_keys)),
         ]
     }
 
@@ -489,6 +512,8 @@ impl Config {
                     .map_err(|_| format!("accepted values: {}", SquashfsMount::ACCEPTED))?
             }
             "image_paths" => self.image_paths = parse_list(value, parse_abs_path)?,
+            "require_signature" => self.require_signature = parse_bool(value)?,
+            "signature_keys" => self.signature_keys = parse_list(value, parse_abs_path)?,
             _ => return Err(format!("unknown key '{key}'; known keys: {}", key_names())),
         }
         Ok(())
@@ -527,8 +552,18 @@ mod tests {
             "writable_tmpfs_mib=128",
             "squashfs_mount=any",
             "image_paths=/opt/images,/srv/sif",
+            "require_signature=yes",
+            "signature_keys=/etc/berth/site.asc,/etc/berth/dsse.pem",
         ])
         .unwrap();
+        assert!(config.require_signature);
+        assert_eq!(
+            config.signature_keys,
+            vec![
+                PathBuf::from("/etc/berth/site.asc"),
+                PathBuf::from("/etc/berth/dsse.pem")
+            ]
+        );
         assert_eq!(config.cpuset_policy, CpusetPolicy::Widen);
         assert!(config.log_hooks);
         assert_eq!(config.topology_cache, None);

@@ -200,3 +200,59 @@ fn a_changed_descriptor_is_refused() {
         "{r:?}"
     );
 }
+
+fn berth(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn berth_sif_verify_reports_signer_key_and_objects() {
+    let img = data("one-group-signed-pgp.sif");
+    let key = data("keys/pgp-public.asc");
+    let out = berth(&[
+        "sif",
+        "verify",
+        img.to_str().unwrap(),
+        "--keys",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("[LOCAL]   Signing entity: Unit Test <unit@test.com>\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("[LOCAL]   Fingerprint: {PGP_FP}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("1   |1       |NONE    |FS\n2   |1       |NONE    |FS\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn berth_sif_verify_fails_where_a_step_would_be_refused() {
+    let img = data("one-group-signed-pgp.sif");
+    let key = data("keys/ed25519-public.pem");
+    let out = berth(&[
+        "sif",
+        "verify",
+        img.to_str().unwrap(),
+        "--keys",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "berth: {}: not verified: it is signed by {PGP_FP}, which is not a trusted key; signer: {PGP_FP}; trusted keys: ED25519 sha256:530b95ed1bf77f7f\n",
+            img.display()
+        )
+    );
+}

@@ -33,6 +33,24 @@ pub enum SifCommand {
     Check { image: PathBuf },
     /// Build a SIF image from a root filesystem directory (or a squashfs file).
     Build(BuildArgs),
+    /// Verify the signature of the image's root filesystem against trusted keys, as
+    /// `require_signature=yes` does before a step (exit 1 where berth would refuse).
+    Verify(VerifyArgs),
+}
+
+/// `berth sif verify IMG --keys PATH [--keys PATH...]`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub image: PathBuf,
+    /// A trusted key file (OpenPGP public keys, armored or binary, or a PEM public
+    /// key for DSSE); repeatable, or comma-separated. Default: signature_keys= of
+    /// berth's line in plugstack.conf.
+    #[arg(long, value_name = "PATH", value_delimiter = ',')]
+    pub keys: Vec<PathBuf>,
+    /// Also accept legacy (SIF 1) signatures, which do not protect the header and
+    /// descriptors (as `apptainer verify --legacy-insecure`; berth's steps never do).
+    #[arg(long)]
+    pub legacy_insecure: bool,
 }
 
 /// `berth sif build [OPTIONS] ROOTFS OUT.sif`, or `berth sif build --busybox OUT.sif`.
@@ -102,11 +120,16 @@ pub fn run(args: SifArgs) -> i32 {
         SifCommand::Dump { id, image } => dump(id, &image),
         SifCommand::Check { image } => check(&image),
         SifCommand::Build(args) => build_image(args),
+        SifCommand::Verify(args) => verify_image(&args),
     };
     match result {
         Ok(()) => 0,
         Err(Failure::Sif(e)) => {
             eprintln!("berth: {e}");
+            1
+        }
+        Err(Failure::Refused(msg)) => {
+            eprintln!("berth: {msg}");
             1
         }
         Err(Failure::Usage(msg)) => {
@@ -124,6 +147,8 @@ pub fn run(args: SifArgs) -> i32 {
 
 enum Failure {
     Sif(SifError),
+    /// The image is not accepted (a `berth:` line, exit 1).
+    Refused(String),
     Usage(String),
     Output(io::Error),
 }
@@ -214,6 +239,76 @@ fn check(path: &Path) -> Result<(), Failure> {
         inodes = sb.inodes,
     );
     print(text.as_bytes())
+}
+
+fn verify_image(args: &VerifyArgs) -> Result<(), Failure> {
+    use crate::sif::trust::TrustedKeys;
+    use crate::sif::verify;
+    let paths = if args.keys.is_empty() {
+        plugstack_signature_keys()?
+    } else {
+        args.keys.clone()
+    };
+    let keys = TrustedKeys::load(&paths).map_err(|e| Failure::Usage(e.to_string()))?;
+    let image = Image::open(&args.image)?;
+    let root = image.primary_partition()?;
+    let opts = verify::Options {
+        legacy: args.legacy_insecure,
+    };
+    match verify::verify_object(&image, root.id, &keys, opts) {
+        Ok(v) => print(verified_text(&image, &args.image, &v).as_bytes()),
+        Err(refusal) => Err(Failure::Refused(format!(
+            "{}: not verified: {refusal}; signer: {}; trusted keys: {}",
+            args.image.display(),
+            verify::signers(&image),
+            keys.describe()
+        ))),
+    }
+}
+
+/// What `apptainer verify` prints for a verified image: signer, key, the objects.
+fn verified_text(image: &Image, path: &Path, v: &crate::sif::verify::Verified) -> String {
+    let mut out = String::new();
+    out += &format!(
+        "Verifying image {} ({} signature, object {})\n",
+        path.display(),
+        v.format,
+        v.signature_id
+    );
+    if let Some(signer) = &v.signer {
+        out += &format!("[LOCAL]   Signing entity: {signer}\n");
+    }
+    out += &format!("[LOCAL]   Fingerprint: {}\n", v.key);
+    out += "Objects verified:\nID  |GROUP   |LINK    |TYPE\n------------------------------------------------\n";
+    for id in &v.objects {
+        if let Some(d) = image.descriptors().iter().find(|d| d.id == *id) {
+            let group = match d.group_id() {
+                0 => "NONE".to_string(),
+                g => g.to_string(),
+            };
+            let link = match d.link() {
+                crate::sif::Link::None => "NONE".to_string(),
+                crate::sif::Link::Object(o) => o.to_string(),
+                crate::sif::Link::Group(g) => format!("{g} (G)"),
+            };
+            out += &format!("{:<4}|{:<8}|{:<8}|{}\n", d.id, group, link, d.data_type);
+        }
+    }
+    out += &format!("Verified signature(s) from image '{}'\n", path.display());
+    out
+}
+
+/// signature_keys= of berth's plugstack.conf line, when `--keys` is not given.
+fn plugstack_signature_keys() -> Result<Vec<PathBuf>, Failure> {
+    let conf = crate::doctor::slurm_conf::default_slurm_conf();
+    let config = crate::doctor::slurm_conf::berth_config(&conf)
+        .map_err(|e| Failure::Usage(format!("no --keys given and {e}")))?;
+    if config.signature_keys.is_empty() {
+        return Err(Failure::Usage(
+            "no --keys given and berth's plugstack.conf line has no signature_keys=".into(),
+        ));
+    }
+    Ok(config.signature_keys)
 }
 
 fn build_image(args: BuildArgs) -> Result<(), Failure> {

@@ -6,6 +6,7 @@
 //! images.lock                       flock(2) held while the cache changes
 //! images/<key>/root                 the image's squashfs, mounted read-only
 //! images/<key>/holders/<pid>-<start>  one file per slurmstepd using it
+//! images/<key>/verified             the signature check passed (policy tag)
 //! ```
 //! `<key>` is the image file's identity (st_dev, st_ino, mtime, ctime, size) and the
 //! partition's place in it, so a replaced or rewritten image gets a new mount.
@@ -25,6 +26,10 @@ use super::env::Script;
 use super::sys;
 use crate::reconcile::process;
 use crate::run_dir::{fd_path, Dir, Lock, RunDirError};
+
+/// An image entry's record of a passed signature check (the policy tag).
+const VERIFIED: &str = "verified";
+const VERIFIED_LIMIT: u64 = 256;
 
 /// Where a filesystem lies inside the image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +328,32 @@ impl Cache {
         }
     }
 
+    /// The tag that [`Cache::record_verified`] left for the image `key`, if any
+    /// (`images/<key>/verified`; see `signature_policy`).
+    pub fn verified_tag(&self, key: &Key) -> Result<Option<String>, MountError> {
+        let _lock = self.lock()?;
+        let images = self.images()?;
+        let name = key.dir_name();
+        if !images.names(|n| n == name)?.contains(&name) {
+            return Ok(None);
+        }
+        let tag = images
+            .subdir(&name)?
+            .read_file(VERIFIED, VERIFIED_LIMIT)
+            .ok()
+            .flatten();
+        Ok(tag.map(|t| String::from_utf8_lossy(&t).into_owned()))
+    }
+
+    /// Records that the image `key` passed the signature check under `tag`; the
+    /// entry keeps it as long as it is cached.
+    pub fn record_verified(&self, key: &Key, tag: &str) -> Result<(), MountError> {
+        let _lock = self.lock()?;
+        let entry = self.images()?.subdir(&key.dir_name())?;
+        entry.write_atomically(VERIFIED, tag.as_bytes())?;
+        Ok(())
+    }
+
     /// Gives a lease back, then unmounts what has been idle for `idle`.
     pub fn release(&self, lease: Lease, idle: Duration) -> Result<Reaped, MountError> {
         let _lock = self.lock()?;
@@ -376,6 +407,7 @@ impl Cache {
             let _ = dir.remove_dir("root");
             let _ = dir.remove_file("lock");
             let _ = dir.remove_file("owner");
+            let _ = dir.remove_file(VERIFIED);
             let _ = images.remove_dir(&name);
         }
         Ok(reaped)

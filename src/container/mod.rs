@@ -20,6 +20,7 @@ pub mod env;
 pub mod identity;
 pub mod image;
 pub mod mount_policy;
+pub mod signature_policy;
 pub mod sys;
 pub mod view;
 
@@ -40,6 +41,8 @@ pub enum ContainerError {
     Env(#[from] env::EnvError),
     #[error(transparent)]
     MountPolicy(#[from] mount_policy::MountPolicyError),
+    #[error(transparent)]
+    Signature(#[from] signature_policy::SignatureError),
     #[error(transparent)]
     Options(#[from] crate::options::OptionError),
     #[error("cannot look up uid {uid} on this node: {error}")]

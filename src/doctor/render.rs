@@ -152,11 +152,25 @@ fn berth_line(out: &mut String, b: &BerthLine, plugstack: &Path) {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             let _ = writeln!(out, "    parsed: {}", settings.join(" "));
+            let _ = writeln!(out, "    image signatures: {}", signature_policy(c));
         }
         (None, Some(e)) => {
             let _ = writeln!(out, "    ERROR: {e}");
         }
         (None, None) => {}
+    }
+}
+
+/// `require_signature=` and the keys it trusts, as a step would load them.
+pub fn signature_policy(c: &crate::config::Config) -> String {
+    use crate::sif::trust::TrustedKeys;
+    let keys = TrustedKeys::load(&c.signature_keys);
+    match (c.require_signature, keys) {
+        (false, Ok(k)) if k.keys.is_empty() => "not required (require_signature=no)".into(),
+        (false, Ok(k)) => format!("not required (require_signature=no); keys: {k}"),
+        (true, Ok(k)) if k.keys.is_empty() => "ERROR: require_signature=yes but signature_keys= names no key: every container step is refused".into(),
+        (true, Ok(k)) => format!("required: the root filesystem must be signed by one of: {k}"),
+        (_, Err(e)) => format!("ERROR: {e}: container steps are refused"),
     }
 }
 

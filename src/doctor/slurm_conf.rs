@@ -292,6 +292,22 @@ pub fn default_slurm_conf() -> PathBuf {
         .unwrap_or_else(|| "/etc/slurm/slurm.conf".into())
 }
 
+/// The configuration of berth's (first) plugstack.conf line.
+pub fn berth_config(slurm_conf: &Path) -> Result<Config, String> {
+    let side = read_slurm_side(slurm_conf)
+        .map_err(|e| format!("cannot read {}: {e}", slurm_conf.display()))?;
+    let Some(line) = side.berth_lines.into_iter().next() else {
+        return Err(format!(
+            "{} has no berth line",
+            side.plugstack_conf.display()
+        ));
+    };
+    match (line.config, line.error) {
+        (Some(c), _) => Ok(c),
+        (None, e) => Err(e.unwrap_or_else(|| "berth's line is broken".into())),
+    }
+}
+
 pub fn read_slurm_side(slurm_conf: &Path) -> std::io::Result<SlurmSide> {
     let text = fs::read_to_string(slurm_conf)?;
     let conf = parse_key_values(&text);

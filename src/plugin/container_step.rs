@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::container::binds::{self, Bind};
 use crate::container::cache::{Cache, Holder, Lease, Limits, ViewLease};
 use crate::container::identity::{self, Identity};
-use crate::container::{env, image, mount_policy, sys, view, ContainerError};
+use crate::container::{env, image, mount_policy, signature_policy, sys, view, ContainerError};
 use crate::options::{self, UserOptions};
 use crate::privilege::RootGuard;
 use crate::spank::{self, Hook, Spank, StepId};
@@ -131,6 +131,8 @@ fn start_step(
         what: "identify slurmstepd",
         error,
     })?;
+    signature_policy::check(config, &cache, &image)?;
+    phases.done("signature");
     let idle = Duration::from_secs(config.mount_idle_seconds);
     let lease = cache.acquire(&image.file, &image.key, holder, idle)?;
     phases.done(if lease.mounted_now { "mount" } else { "reuse" });

@@ -687,3 +687,22 @@ fn check_legacy<R: ReadAt>(
     }
     Ok(objects.iter().map(|d| d.id).collect())
 }
+
+/// Who signed the image, as its Signature descriptors say (before any
+/// verification): OpenPGP fingerprints, "DSSE (no fingerprint)" for envelopes, or
+/// "none".
+pub fn signers<R: ReadAt>(image: &Image<R>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for sig in image.objects_of_type(DataType::Signature) {
+        let name =
+            descriptor_fingerprint(sig).unwrap_or_else(|| "a DSSE key (no fingerprint)".into());
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if out.is_empty() {
+        "none".to_string()
+    } else {
+        out.join(", ")
+    }
+}
