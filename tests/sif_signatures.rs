@@ -119,7 +119,7 @@ fn unsigned_is_refused() {
 /// A copy of `name` with byte `at` (relative to object `id`'s start) flipped.
 fn tampered(name: &str, id: u32, at: u64) -> (tempfile::TempDir, Image) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(name);
+    let path = dir.path().join("tampered.sif");
     std::fs::copy(data(name), &path).unwrap();
     let offset = image(name)
         .descriptors()
@@ -255,4 +255,44 @@ fn berth_sif_verify_fails_where_a_step_would_be_refused() {
             img.display()
         )
     );
+}
+
+/// The images the real `apptainer sign` made (tests/data/sif/apptainer/make.sh): each
+/// verifies with its own key and with no other.
+#[test]
+fn images_signed_by_apptainer_verify_with_their_key_only() {
+    let kinds = [
+        ("pgp", "pgp-public.asc", Format::Pgp),
+        ("ed25519", "ed25519-public.pem", Format::Dsse),
+        ("ecdsa", "ecdsa-public.pem", Format::Dsse),
+        ("rsa", "rsa-public.pem", Format::Dsse),
+    ];
+    for (kind, _, format) in kinds {
+        let img = image(&format!("apptainer/signed-{kind}.sif"));
+        for (other, key, _) in kinds {
+            let k = TrustedKeys::load(&[data(&format!("apptainer/{key}"))]).unwrap();
+            let r = verify::verify_object(&img, 2, &k, Options::default());
+            if other == kind {
+                let v = r.unwrap_or_else(|e| panic!("{kind}: {e}"));
+                assert_eq!(v.format, format);
+                assert_eq!(v.objects, vec![1, 2]);
+            } else {
+                assert!(
+                    matches!(r, Err(Refusal::UntrustedSigner { .. })),
+                    "{kind} with {other}'s key: {r:?}"
+                );
+            }
+        }
+        let (_dir, bad) = tampered(&format!("apptainer/signed-{kind}.sif"), 2, 300);
+        let k = TrustedKeys::load(&[data(&format!(
+            "apptainer/{}",
+            kinds.iter().find(|x| x.0 == kind).unwrap().1
+        ))])
+        .unwrap();
+        let r = verify::verify_object(&bad, 2, &k, Options::default());
+        assert!(
+            matches!(&r, Err(Refusal::Tampered { object, .. }) if object == "2"),
+            "{kind}: {r:?}"
+        );
+    }
 }
