@@ -116,6 +116,7 @@ fn images(cluster: &Cluster) -> Images {
             &w("site.asc").display().to_string(),
         ])
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
