@@ -686,6 +686,8 @@ mod tests {
             "writable_tmpfs_mib=64",
             "squashfs_mount=limited",
             "image_paths=",
+            "require_signature=yes",
+            "signature_keys=/etc/berth/a.asc,/etc/berth/b.pem",
         ];
         let config = Config::from_args(&args).unwrap();
         assert_eq!((config.max_images, config.max_images_per_user), (8, 2));

@@ -296,3 +296,49 @@ fn images_signed_by_apptainer_verify_with_their_key_only() {
         );
     }
 }
+
+/// Attacks on the root-side reader: a signature object that is garbage, or that claims
+/// to lie past the end of the file, is refused without trusting it.
+#[test]
+fn garbage_or_out_of_bounds_signatures_are_refused() {
+    let name = "one-group-signed-pgp.sif";
+    let img = image(name);
+    let sig = img
+        .descriptors()
+        .iter()
+        .find(|d| d.link() == berth::sif::Link::Group(1))
+        .unwrap()
+        .clone();
+    let table = img.header().descriptors_offset as usize + sig.slot * 585;
+    let dir = tempfile::tempdir().unwrap();
+    // Garbage content.
+    let mut bytes = std::fs::read(data(name)).unwrap();
+    for b in &mut bytes[sig.offset as usize..(sig.offset + sig.size) as usize] {
+        *b = b'A';
+    }
+    let path = dir.path().join("garbage.sif");
+    std::fs::write(&path, &bytes).unwrap();
+    let r = verify::verify_object(
+        &Image::open(&path).unwrap(),
+        2,
+        &keys(&["pgp-public.asc"]),
+        Options::default(),
+    );
+    assert!(matches!(r, Err(Refusal::Malformed { .. })), "{r:?}");
+    // Size past the end of the file: never read (the image read unvalidated, as
+    // `berth sif` does, still bounds every read by the file).
+    let mut bytes = std::fs::read(data(name)).unwrap();
+    bytes[table + 25..table + 33].copy_from_slice(&(1i64 << 40).to_le_bytes());
+    let path = dir.path().join("huge.sif");
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(Image::open(&path).is_err(), "validation must refuse it");
+    let unvalidated =
+        Image::read_unvalidated(std::fs::File::open(&path).unwrap(), Some(path.clone())).unwrap();
+    let r = verify::verify_object(
+        &unvalidated,
+        2,
+        &keys(&["pgp-public.asc"]),
+        Options::default(),
+    );
+    assert!(matches!(r, Err(Refusal::Malformed { .. })), "{r:?}");
+}

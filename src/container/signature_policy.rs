@@ -26,7 +26,7 @@ pub enum SignatureError {
     #[error("cannot run --container={path}: {refusal}; signer: {signers}; this site runs only images signed by {trusted} (require_signature=yes in berth's plugstack.conf line); sign the image with `apptainer sign` and a key the site trusts, or ask your administrator")]
     Refused {
         path: String,
-        refusal: Refusal,
+        refusal: Box<Refusal>,
         signers: String,
         trusted: String,
     },
@@ -115,7 +115,7 @@ fn verify_file(
     verify::verify_object(&sif, root.id, keys, Options::default()).map_err(|refusal| {
         SignatureError::Refused {
             path: path.clone(),
-            refusal,
+            refusal: Box::new(refusal),
             signers: verify::signers(&sif),
             trusted: keys.describe(),
         }
