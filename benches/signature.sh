@@ -77,7 +77,7 @@ rm -f "$json"
 # ---- 2. repeated steps ------------------------------------------------------------------
 policy() { # policy yes|no
 	test-cluster/set-plugstack --instance "$INSTANCE" \
-		"run_dir=$RUN_DIR mount_idle_seconds=300 require_signature=$1 signature_keys=$IMAGES/site.asc" >/dev/null
+		"run_dir=$RUN_DIR mount_idle_seconds=300 require_signature=$1 signature_keys=$IMAGES/site.asc" >/dev/null 2>&1
 }
 offsets=()
 for p in no yes; do
