@@ -63,13 +63,14 @@ echo "signature benchmark: Slurm $SLURM, $(nproc) CPUs, load $(cut -d' ' -f1-3 /
 json=$(mktemp)
 hyperfine --style none --warmup 1 --runs 5 --export-json "$json" \
 	"sha256sum $IMAGES/large.sif" \
+	"openssl dgst -sha256 $IMAGES/large.sif" \
 	"$BERTH sif verify $IMAGES/large.sif --keys $IMAGES/site.asc" >/dev/null
 python3 - "$json" "$SIZE" <<'PY'
 import json, sys
 res = json.load(open(sys.argv[1]))["results"]
 size = int(sys.argv[2]) / 1e6
 for r in res:
-    name = "sha256sum" if r["command"].startswith("sha256sum") else "berth sif verify"
+    name = " ".join(r["command"].split()[:2]) if r["command"].startswith("openssl") else ("sha256sum" if r["command"].startswith("sha256sum") else "berth sif verify")
     print(f"   {name:18s} {r['mean']*1000:8.1f} ms +- {r['stddev']*1000:5.1f}  {size / r['mean']:7.1f} MB/s")
 PY
 rm -f "$json"
