@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use berth::sif::build::{self, BuildOptions};
 use berth::sif::trust::TrustedKeys;
 use berth::sif::{Image, Link};
-use support::{cluster, Cluster, Run, Setup, TEST_USER};
+use support::{cluster, Cluster, Setup, TEST_USER};
 
 fn run_dir(cluster: &Cluster) -> String {
     format!("/run/berth-e2e-sig-slot{}", cluster.info()["slot"])
@@ -227,13 +227,6 @@ fn reap(cluster: &Cluster, images: &Images) {
     cluster.ensure(&setup(cluster, images));
 }
 
-fn berth_lines(run: &Run) -> Vec<&str> {
-    run.stderr
-        .lines()
-        .filter(|l| l.starts_with("berth:"))
-        .collect()
-}
-
 fn trusted(images: &Images) -> String {
     TrustedKeys::load(&[
         images.dir.join("site.asc"),
@@ -254,7 +247,7 @@ fn images_signed_by_a_trusted_key_run() {
             let run = cluster.srun_as(TEST_USER, &[&container, "/bin/cat", "/hello.txt"]);
             run.assert_ok();
             assert_eq!(run.stdout.trim(), "hello from the image", "{img}: {run}");
-            assert!(berth_lines(&run).is_empty(), "{img}: {run}");
+            assert!(run.berth_lines().is_empty(), "{img}: {run}");
         }
     }
     reap(&cluster, &images);
@@ -296,7 +289,7 @@ fn every_signature_refusal_names_image_signer_and_trusted_keys() {
         let run = cluster.srun_as(TEST_USER, &[&container, "/bin/sh", "-c", &touch]);
         run.assert_failed();
         assert_eq!(
-            berth_lines(&run),
+            run.berth_lines(),
             [format!("berth: cannot run --container={path}: {why}")],
             "{img}: {run}"
         );
@@ -335,7 +328,7 @@ fn the_verification_is_kept_with_the_mount_and_redone_for_a_rewritten_image() {
     fs::write(&img, &bytes).unwrap();
     let run = cluster.srun_as(TEST_USER, &[&container, "/bin/cat", "/hello.txt"]);
     run.assert_failed();
-    let lines = berth_lines(&run);
+    let lines = run.berth_lines();
     assert_eq!(lines.len(), 1, "{run}");
     assert!(
         lines[0].contains("no longer matches its signature"),
