@@ -14,6 +14,9 @@
 //! - [`validate`]: the structural checks that keep every read and mount inside the image.
 //! - [`squashfs`]: the squashfs superblock check of the root partition.
 //! - [`image`]: [`Image`], an opened and validated image, and the queries on it.
+//! - [`trust`]: the keys a site trusts (OpenPGP and PEM key files).
+//! - [`verify`](mod@verify): signature verification as `apptainer verify` does it (PGP,
+//!   DSSE, legacy on request).
 //! - [`siftool`]: `siftool header|list|info` output, byte for byte.
 //! - [`write`](mod@write): writing a SIF file from data objects, laid out as `apptainer build` does.
 //! - [`build`]: `berth sif build`: rootfs directory -> mksquashfs -> SIF, and a
