@@ -34,6 +34,17 @@ pub enum Kind {
 /// Why an image cannot be used; the text reaches the user.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    #[error(
+        "{reference} is a registry or URL reference; --container takes a SIF file on a filesystem \
+         this node sees: make one first (e.g. `apptainer pull img.sif {reference}`, or \
+         `berth sif build img.sif DIR` from a directory) and pass its path"
+    )]
+    Remote { reference: String },
+    #[error(
+        "image {path} starts with '~', which the shell does not expand after '=': write \
+         --container ~/{rest} (with a space), or --container=$HOME/{rest}"
+    )]
+    Tilde { path: PathBuf, rest: String },
     #[error("image {path} does not exist; check the path given to --container (relative paths start in the job's working directory)")]
     Missing { path: PathBuf },
     #[error("you cannot read image {path} (permission denied); make the image readable to you, or copy it somewhere you can read")]
@@ -55,8 +66,43 @@ pub enum ImageError {
     Unmountable { path: PathBuf, problem: String },
 }
 
+/// URL schemes users bring from Apptainer, enroot and pyxis (`scheme://...`).
+const REMOTE_SCHEMES: &[&str] = &[
+    "docker",
+    "docker-archive",
+    "docker-daemon",
+    "library",
+    "oras",
+    "shub",
+    "http",
+    "https",
+    "oci",
+    "oci-archive",
+];
+
+/// Refuses what cannot name a file berth opens: a registry or URL reference, or a path
+/// whose `~` the shell left unexpanded.
+pub fn check_reference(path: &Path) -> Result<(), ImageError> {
+    let text = path.to_string_lossy();
+    if let Some((scheme, _)) = text.split_once("://") {
+        if REMOTE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+            return Err(ImageError::Remote {
+                reference: text.into_owned(),
+            });
+        }
+    }
+    if let Some(rest) = text.strip_prefix("~/") {
+        return Err(ImageError::Tilde {
+            path: path.into(),
+            rest: rest.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Opens `path` for reading with the calling (user's) credentials.
 pub fn open_as_user(path: &Path) -> Result<File, ImageError> {
+    check_reference(path)?;
     File::options()
         .read(true)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
@@ -270,6 +316,29 @@ mod tests {
         assert_eq!(kind_of(b"hsqs\x01\x00"), Kind::Squashfs);
         assert_eq!(kind_of(b"#!/bin/sh\n"), Kind::Other);
         assert_eq!(kind_of(b""), Kind::Other);
+    }
+
+    #[test]
+    fn registry_references_and_an_unexpanded_tilde_are_explained() {
+        for reference in [
+            "docker://ubuntu:22.04",
+            "library://alpine",
+            "oras://r/x:1",
+            "HTTPS://h/x.sif",
+        ] {
+            let err = open_as_user(Path::new(reference)).unwrap_err();
+            assert!(
+                matches!(err, ImageError::Remote { .. }),
+                "{reference}: {err}"
+            );
+            assert!(err.to_string().contains("apptainer pull img.sif"), "{err}");
+        }
+        let err = open_as_user(Path::new("~/x.sif")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image ~/x.sif starts with '~', which the shell does not expand after '=': write \
+             --container ~/x.sif (with a space), or --container=$HOME/x.sif"
+        );
     }
 
     #[test]
