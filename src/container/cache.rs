@@ -368,7 +368,17 @@ impl Cache {
         self.reap_locked(idle, SystemTime::now())
     }
 
+    /// What [`Cache::reap`] would do, changing nothing (`berth gc --dry-run`).
+    pub fn plan_reap(&self, idle: Duration) -> Result<Reaped, MountError> {
+        let _lock = self.lock()?;
+        self.reap_with(idle, SystemTime::now(), true)
+    }
+
     fn reap_locked(&self, idle: Duration, now: SystemTime) -> Result<Reaped, MountError> {
+        self.reap_with(idle, now, false)
+    }
+
+    fn reap_with(&self, idle: Duration, now: SystemTime, dry: bool) -> Result<Reaped, MountError> {
         let mut reaped = Reaped::default();
         // Views first: an idle view still holds its image's squashfs.
         let views = self.views()?;
@@ -376,7 +386,11 @@ impl Cache {
             let Ok(dir) = views.subdir(&name) else {
                 continue;
             };
-            if !idle_for(&dir, idle, now, &mut reaped) {
+            if !idle_for(&dir, idle, now, &mut reaped, dry) {
+                continue;
+            }
+            if dry {
+                reaped.views += usize::from(dir.is_mount_of("ns", sys::NSFS_MAGIC));
                 continue;
             }
             if dir.is_mount_of("ns", sys::NSFS_MAGIC) {
@@ -394,7 +408,13 @@ impl Cache {
             let Ok(dir) = images.subdir(&name) else {
                 continue;
             };
-            if !idle_for(&dir, idle, now, &mut reaped) {
+            if !idle_for(&dir, idle, now, &mut reaped, dry) {
+                continue;
+            }
+            if dry {
+                if dir.is_mount_of("root", sys::SQUASHFS_MAGIC) {
+                    reaped.unmounted.push(dir.path().join("root"));
+                }
                 continue;
             }
             // The image's own lock: a step mounting it right now finishes first.
@@ -570,7 +590,8 @@ fn decode_scripts(bytes: &[u8]) -> Vec<Script> {
 
 /// Drops the dead holders of a cache entry; whether it has had no live one
 /// for `idle`.
-fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> bool {
+/// With `dry`, dead holders are counted but left in place.
+fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped, dry: bool) -> bool {
     let Ok(holders) = dir.subdir("holders") else {
         return false;
     };
@@ -579,7 +600,9 @@ fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> 
         match Holder::parse(&name) {
             Some(holder) if holder.alive() => live += 1,
             _ => {
-                let _ = holders.remove_file(&name);
+                if !dry {
+                    let _ = holders.remove_file(&name);
+                }
                 reaped.dead_holders += 1;
             }
         }
@@ -766,6 +789,26 @@ mod tests {
             !run.join("images/b").exists(),
             "an idle, unmounted image is removed"
         );
+    }
+
+    #[test]
+    fn a_dry_run_changes_nothing() {
+        let run = crate::run_dir::testdir::new("cache-dry");
+        let me = Holder::current().unwrap();
+        let dead = Holder {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        let holders = run.join("images/ab/holders");
+        fs::create_dir_all(&holders).unwrap();
+        File::create(holders.join(dead.file_name())).unwrap();
+        let cache = Cache::new(&run);
+        let planned = cache.plan_reap(Duration::ZERO).unwrap();
+        assert_eq!(planned.dead_holders, 1);
+        assert!(holders.join(dead.file_name()).exists(), "dry run kept it");
+        let reaped = cache.reap(Duration::ZERO).unwrap();
+        assert_eq!(reaped.dead_holders, 1);
+        assert!(!run.join("images/ab").exists());
     }
 
     #[test]
