@@ -792,6 +792,38 @@ mod tests {
     }
 
     #[test]
+    fn a_killed_holder_no_longer_keeps_its_image() {
+        let run = crate::run_dir::testdir::new("cache-killed");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let holder = Holder {
+            pid,
+            start: process::start_time(pid as i32).unwrap(),
+        };
+        assert!(holder.alive());
+        let holders = run.join("images/cd/holders");
+        fs::create_dir_all(&holders).unwrap();
+        File::create(holders.join(holder.file_name())).unwrap();
+        let cache = Cache::new(&run);
+        assert_eq!(cache.reap(Duration::ZERO).unwrap().dead_holders, 0);
+        assert!(run.join("images/cd").exists(), "a live holder keeps it");
+        child.kill().unwrap();
+        // Unreaped, the killed process is a zombie: not alive either.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while holder.alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!holder.alive(), "a SIGKILLed zombie is not a holder");
+        child.wait().unwrap();
+        let reaped = cache.reap(Duration::ZERO).unwrap();
+        assert_eq!(reaped.dead_holders, 1);
+        assert!(!run.join("images/cd").exists());
+    }
+
+    #[test]
     fn a_dry_run_changes_nothing() {
         let run = crate::run_dir::testdir::new("cache-dry");
         let me = Holder::current().unwrap();
