@@ -739,3 +739,28 @@ fn berth_gc_unmounts_an_image_idle_past_the_idle_time_with_no_further_step() {
     assert_eq!(loops_left_backed_by(&f.image), Vec::<String>::new());
     assert!(mounts_under(&f.dir).is_empty());
 }
+
+#[test]
+fn berth_gc_releases_an_image_whose_file_was_deleted_at_once() {
+    let f = fixture();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    let me = Holder::current().unwrap();
+    let lease = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
+    drop(file);
+    let root = lease.root.clone();
+    cache.release(lease, Duration::from_secs(300)).unwrap();
+    assert_eq!(
+        berth_gc(&f.run_dir, "300", false),
+        "",
+        "idle, file still there"
+    );
+    fs::remove_file(&f.image).unwrap();
+    assert_eq!(
+        berth_gc(&f.run_dir, "300", false),
+        format!("unmount {}\n", root.display())
+    );
+    assert!(mounts_under(&f.dir).is_empty());
+}

@@ -1,8 +1,8 @@
 //! `berth gc`: releases what no step will release (see `container::cache`):
 //! images idle past `mount_idle_seconds`, holders whose slurmstepd is gone
-//! (pid and start time, field 22 of /proc/PID/stat, no longer match), and
-//! idle step views. It takes the plugin's locks, so an image in use is never
-//! unmounted. Run by `dist/systemd/berth-gc.timer`.
+//! (pid and start time, field 22 of /proc/PID/stat, no longer match), idle
+//! step views, and at once images whose file was deleted. It takes the
+//! plugin's locks, so an image in use is never unmounted. Run by `dist/systemd/berth-gc.timer`.
 
 use std::path::PathBuf;
 use std::time::Duration;

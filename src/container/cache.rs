@@ -408,6 +408,12 @@ impl Cache {
             let Ok(dir) = images.subdir(&name) else {
                 continue;
             };
+            // No step can reuse a mount whose image file was deleted.
+            let idle = if backing_file_deleted(&dir) {
+                Duration::ZERO
+            } else {
+                idle
+            };
             if !idle_for(&dir, idle, now, &mut reaped, dry) {
                 continue;
             }
@@ -612,6 +618,23 @@ fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped, dry
     }
     let last_used = dir.mtime_of("holders").unwrap_or(SystemTime::UNIX_EPOCH);
     now.duration_since(last_used).unwrap_or_default() >= idle
+}
+
+/// Whether the image mounted on the entry's `root` was deleted: the kernel
+/// marks its loop device's backing file (sysfs, not user-influenced).
+fn backing_file_deleted(dir: &Dir) -> bool {
+    if !dir.is_mount_of("root", sys::SQUASHFS_MAGIC) {
+        return false;
+    }
+    let Ok(fd) = dir.open_path("root") else {
+        return false;
+    };
+    let Ok(meta) = fs::metadata(fd_path(fd.as_fd())) else {
+        return false;
+    };
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let path = format!("/sys/dev/block/{major}:{minor}/loop/backing_file");
+    fs::read_to_string(path).is_ok_and(|f| f.trim_end().ends_with(" (deleted)"))
 }
 
 /// Whether `root` is a squashfs mounted over its directory (for tests and
