@@ -2,7 +2,8 @@
 //! images idle past `mount_idle_seconds`, holders whose slurmstepd is gone
 //! (pid and start time, field 22 of /proc/PID/stat, no longer match), idle
 //! step views, and at once images whose file was deleted. It takes the
-//! plugin's locks, so an image in use is never unmounted. Run by `dist/systemd/berth-gc.timer`.
+//! plugin's locks, so an image in use is never unmounted. Run by
+//! `dist/systemd/berth-gc.timer`.
 
 use std::path::PathBuf;
 use std::time::Duration;
