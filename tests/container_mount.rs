@@ -664,3 +664,103 @@ fn bind_targets_are_resolved_inside_the_root_and_refused_on_system_dirs() {
     let _ = cache::Cache::new(&f.run_dir).reap(Duration::ZERO);
     assert!(mounts_under(&f.dir).is_empty(), "mounts left behind");
 }
+
+/// `berth gc` as the timer runs it; its stdout.
+fn berth_gc(run_dir: &Path, idle: &str, dry: bool) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(["gc", "--run-dir"]).arg(run_dir);
+    cmd.args(["--idle-seconds", idle]);
+    if dry {
+        cmd.arg("--dry-run");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn berth_gc_keeps_an_image_in_use_and_releases_it_once_its_holder_is_killed() {
+    let f = fixture();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    // A stand-in slurmstepd, SIGKILLed later.
+    let mut stepd = Command::new("sleep").arg("600").spawn().unwrap();
+    let holder = Holder {
+        pid: stepd.id(),
+        start: berth::reconcile::process::start_time(stepd.id() as i32).unwrap(),
+    };
+    let lease = cache
+        .acquire(&file, &key, holder, Duration::from_secs(300))
+        .unwrap();
+    drop(file);
+    let root = lease.root.clone();
+    assert_eq!(berth_gc(&f.run_dir, "0", false), "", "in use: kept");
+    assert!(cache::is_mounted(&root));
+    stepd.kill().unwrap();
+    stepd.wait().unwrap();
+    let planned = berth_gc(&f.run_dir, "0", true);
+    assert_eq!(
+        planned,
+        format!(
+            "would drop 1 dead holder(s)\nwould unmount {}\n",
+            root.display()
+        )
+    );
+    assert!(cache::is_mounted(&root), "a dry run changes nothing");
+    let done = berth_gc(&f.run_dir, "0", false);
+    assert_eq!(
+        done,
+        format!("drop 1 dead holder(s)\nunmount {}\n", root.display())
+    );
+    assert!(!root.exists());
+    assert_eq!(loops_left_backed_by(&f.image), Vec::<String>::new());
+    assert!(mounts_under(&f.dir).is_empty());
+}
+
+#[test]
+fn berth_gc_unmounts_an_image_idle_past_the_idle_time_with_no_further_step() {
+    let f = fixture();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    let me = Holder::current().unwrap();
+    let lease = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
+    drop(file);
+    let root = lease.root.clone();
+    cache.release(lease, Duration::from_secs(300)).unwrap();
+    assert_eq!(berth_gc(&f.run_dir, "2", false), "", "not idle long enough");
+    assert!(cache::is_mounted(&root));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        berth_gc(&f.run_dir, "2", false),
+        format!("unmount {}\n", root.display())
+    );
+    assert_eq!(loops_left_backed_by(&f.image), Vec::<String>::new());
+    assert!(mounts_under(&f.dir).is_empty());
+}
+
+#[test]
+fn berth_gc_releases_an_image_whose_file_was_deleted_at_once() {
+    let f = fixture();
+    let cache = Cache::new(&f.run_dir);
+    let (file, key) = key_of(&f.image);
+    let me = Holder::current().unwrap();
+    let lease = cache
+        .acquire(&file, &key, me, Duration::from_secs(300))
+        .unwrap();
+    drop(file);
+    let root = lease.root.clone();
+    cache.release(lease, Duration::from_secs(300)).unwrap();
+    assert_eq!(
+        berth_gc(&f.run_dir, "300", false),
+        "",
+        "idle, file still there"
+    );
+    fs::remove_file(&f.image).unwrap();
+    assert_eq!(
+        berth_gc(&f.run_dir, "300", false),
+        format!("unmount {}\n", root.display())
+    );
+    assert!(mounts_under(&f.dir).is_empty());
+}

@@ -1,6 +1,7 @@
 //! The `berth` admin command: one subcommand per concern, each in its own file.
 
 pub mod doctor;
+pub mod gc;
 pub mod sif;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ pub enum Command {
     Sif(sif::SifArgs),
     /// Report how this node's Slurm, berth and CPU constraints fit together.
     Doctor(doctor::DoctorArgs),
+    /// Release idle images, dead holders and stale step views.
+    Gc(gc::GcArgs),
 }
 
 /// Parses the command line, runs the subcommand, and returns the exit status.
@@ -28,5 +31,6 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Sif(args) => sif::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Gc(args) => gc::run(args),
     }
 }

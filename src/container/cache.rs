@@ -368,7 +368,17 @@ impl Cache {
         self.reap_locked(idle, SystemTime::now())
     }
 
+    /// What [`Cache::reap`] would do, changing nothing (`berth gc --dry-run`).
+    pub fn plan_reap(&self, idle: Duration) -> Result<Reaped, MountError> {
+        let _lock = self.lock()?;
+        self.reap_with(idle, SystemTime::now(), true)
+    }
+
     fn reap_locked(&self, idle: Duration, now: SystemTime) -> Result<Reaped, MountError> {
+        self.reap_with(idle, now, false)
+    }
+
+    fn reap_with(&self, idle: Duration, now: SystemTime, dry: bool) -> Result<Reaped, MountError> {
         let mut reaped = Reaped::default();
         // Views first: an idle view still holds its image's squashfs.
         let views = self.views()?;
@@ -376,7 +386,11 @@ impl Cache {
             let Ok(dir) = views.subdir(&name) else {
                 continue;
             };
-            if !idle_for(&dir, idle, now, &mut reaped) {
+            if !idle_for(&dir, idle, now, &mut reaped, dry) {
+                continue;
+            }
+            if dry {
+                reaped.views += usize::from(dir.is_mount_of("ns", sys::NSFS_MAGIC));
                 continue;
             }
             if dir.is_mount_of("ns", sys::NSFS_MAGIC) {
@@ -394,7 +408,19 @@ impl Cache {
             let Ok(dir) = images.subdir(&name) else {
                 continue;
             };
-            if !idle_for(&dir, idle, now, &mut reaped) {
+            // No step can reuse a mount whose image file was deleted.
+            let idle = if backing_file_deleted(&dir) {
+                Duration::ZERO
+            } else {
+                idle
+            };
+            if !idle_for(&dir, idle, now, &mut reaped, dry) {
+                continue;
+            }
+            if dry {
+                if dir.is_mount_of("root", sys::SQUASHFS_MAGIC) {
+                    reaped.unmounted.push(dir.path().join("root"));
+                }
                 continue;
             }
             // The image's own lock: a step mounting it right now finishes first.
@@ -570,7 +596,8 @@ fn decode_scripts(bytes: &[u8]) -> Vec<Script> {
 
 /// Drops the dead holders of a cache entry; whether it has had no live one
 /// for `idle`.
-fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> bool {
+/// With `dry`, dead holders are counted but left in place.
+fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped, dry: bool) -> bool {
     let Ok(holders) = dir.subdir("holders") else {
         return false;
     };
@@ -579,7 +606,9 @@ fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> 
         match Holder::parse(&name) {
             Some(holder) if holder.alive() => live += 1,
             _ => {
-                let _ = holders.remove_file(&name);
+                if !dry {
+                    let _ = holders.remove_file(&name);
+                }
                 reaped.dead_holders += 1;
             }
         }
@@ -589,6 +618,23 @@ fn idle_for(dir: &Dir, idle: Duration, now: SystemTime, reaped: &mut Reaped) -> 
     }
     let last_used = dir.mtime_of("holders").unwrap_or(SystemTime::UNIX_EPOCH);
     now.duration_since(last_used).unwrap_or_default() >= idle
+}
+
+/// Whether the image mounted on the entry's `root` was deleted: the kernel
+/// marks its loop device's backing file (sysfs, not user-influenced).
+fn backing_file_deleted(dir: &Dir) -> bool {
+    if !dir.is_mount_of("root", sys::SQUASHFS_MAGIC) {
+        return false;
+    }
+    let Ok(fd) = dir.open_path("root") else {
+        return false;
+    };
+    let Ok(meta) = fs::metadata(fd_path(fd.as_fd())) else {
+        return false;
+    };
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let path = format!("/sys/dev/block/{major}:{minor}/loop/backing_file");
+    fs::read_to_string(path).is_ok_and(|f| f.trim_end().ends_with(" (deleted)"))
 }
 
 /// Whether `root` is a squashfs mounted over its directory (for tests and
@@ -766,6 +812,58 @@ mod tests {
             !run.join("images/b").exists(),
             "an idle, unmounted image is removed"
         );
+    }
+
+    #[test]
+    fn a_killed_holder_no_longer_keeps_its_image() {
+        let run = crate::run_dir::testdir::new("cache-killed");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let holder = Holder {
+            pid,
+            start: process::start_time(pid as i32).unwrap(),
+        };
+        assert!(holder.alive());
+        let holders = run.join("images/cd/holders");
+        fs::create_dir_all(&holders).unwrap();
+        File::create(holders.join(holder.file_name())).unwrap();
+        let cache = Cache::new(&run);
+        assert_eq!(cache.reap(Duration::ZERO).unwrap().dead_holders, 0);
+        assert!(run.join("images/cd").exists(), "a live holder keeps it");
+        child.kill().unwrap();
+        // Unreaped, the killed process is a zombie: not alive either.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while holder.alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!holder.alive(), "a SIGKILLed zombie is not a holder");
+        child.wait().unwrap();
+        let reaped = cache.reap(Duration::ZERO).unwrap();
+        assert_eq!(reaped.dead_holders, 1);
+        assert!(!run.join("images/cd").exists());
+    }
+
+    #[test]
+    fn a_dry_run_changes_nothing() {
+        let run = crate::run_dir::testdir::new("cache-dry");
+        let me = Holder::current().unwrap();
+        let dead = Holder {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        let holders = run.join("images/ab/holders");
+        fs::create_dir_all(&holders).unwrap();
+        File::create(holders.join(dead.file_name())).unwrap();
+        let cache = Cache::new(&run);
+        let planned = cache.plan_reap(Duration::ZERO).unwrap();
+        assert_eq!(planned.dead_holders, 1);
+        assert!(holders.join(dead.file_name()).exists(), "dry run kept it");
+        let reaped = cache.reap(Duration::ZERO).unwrap();
+        assert_eq!(reaped.dead_holders, 1);
+        assert!(!run.join("images/ab").exists());
     }
 
     #[test]
