@@ -15,8 +15,13 @@ REPO_DIR=$(dirname "$TC_DIR")
 RUN_DIR=$TC_DIR/run
 STATE_ROOT=/var/lib/berth-test-cluster
 CACHE_ROOT=/var/cache/berth-test-cluster
-BASE_2411=$CACHE_ROOT/trixie-root
+BASE_2411=${BERTH_TC_ROOT_2411:-$CACHE_ROOT/trixie-root}
 BASE_2605=$CACHE_ROOT/sid-root
+# test-cluster/test-package: Debian 12 with Debian's Slurm 22.05 (for the 22.05 package).
+BASE_BOOKWORM=$CACHE_ROOT/bookworm-root
+# BERTH_TC_ROOT_2205 / BERTH_TC_ROOT_2411: run 22.05 / 24.11 from this Debian root
+# instead (test-package: a copy of a base with berth's package installed).
+BASE_2205=${BERTH_TC_ROOT_2205:-}
 BASE_APPTAINER=$CACHE_ROOT/apptainer-root
 MAX_SLOTS=40
 
@@ -50,12 +55,15 @@ die() {
 	exit 1
 }
 
-# runs_in_chroot VERSION: 22.05 runs on the host, 24.11 and 26.05 in a Debian chroot.
-runs_in_chroot() { [[ $1 != 22.05 ]]; }
+# runs_in_chroot VERSION: 22.05 runs on the host (unless BERTH_TC_ROOT_2205 is set),
+# 24.11 and 26.05 in a Debian chroot.
+runs_in_chroot() { [[ $1 != 22.05 || -n $BASE_2205 ]]; }
 
 # base_of VERSION: the cached Debian root a chrooted version runs from.
 base_of() {
 	case "$1" in
+	22.05) [[ -n $BASE_2205 ]] || die "Slurm 22.05 runs on the host, not in a chroot"
+		printf '%s\n' "$BASE_2205" ;;
 	24.11) printf '%s\n' "$BASE_2411" ;;
 	26.05) printf '%s\n' "$BASE_2605" ;;
 	*) die "Slurm $1 runs on the host, not in a chroot" ;;
@@ -174,7 +182,7 @@ client_exec() {
 	fi
 	local -a envs=(env -i "PATH=$CLEAN_PATH" "HOME=$home" "USER=$uname" "LOGNAME=$uname"
 		"SLURM_CONF=$conf" "LANG=C.UTF-8" "${CLIENT_ENV[@]}")
-	if runs_in_chroot "$version"; then
+	if [[ -n $root ]]; then
 		[[ -d $root/usr ]] || die "the $version chroot $root is not mounted; run test-cluster/up --slurm $version"
 		# shellcheck disable=SC2016 # $1 and $@ are the inner shell's
 		exec chroot "$root" "${envs[@]}" "${as_user[@]}" /bin/sh -c 'cd "$1" || exit 125; shift; exec "$@"' sh "$cwd" "$@"
